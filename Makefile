@@ -1,0 +1,51 @@
+# Granary — the two commands a newcomer needs are `make run` and `make test`.
+
+GO       ?= go
+BIN      := bin
+STORE    ?=
+APP_PORT ?= 3000
+HTTP_PORT ?= 3500
+FUZZTIME ?= 3s
+# Packages whose tests run with the race detector (everything with concurrency).
+RACE_PKGS := ./...
+
+.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean
+
+all: build
+
+## build: bin/granary and the example apps
+build:
+	$(GO) build -o $(BIN)/granary ./cmd/granary
+	$(GO) build -o $(BIN)/counter-go ./examples/counter-go
+
+## run: the all-in-one dev cluster with the Go Counter example (STORE=redis://127.0.0.1:6379/0 for Redis)
+run: build
+	@APP_PORT=$(APP_PORT) HTTP_PORT=$(HTTP_PORT) STORE="$(STORE)" ./scripts/run-dev.sh
+
+## test: everything CI checks
+test: fmt-check vet unit fuzz-smoke
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 9m $(RACE_PKGS)
+
+## fuzz-smoke: every fuzz target briefly ($(FUZZTIME) each)
+fuzz-smoke:
+	@FUZZTIME=$(FUZZTIME) ./scripts/fuzz-smoke.sh
+
+## bench: the recorded benchmarks (see BENCHMARKS.md); takes several minutes
+bench: bench-gateway bench-store bench-reminders
+
+bench-gateway: build
+	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
+	$(GO) build -o $(BIN)/gatewaybench ./bench/cmd/gatewaybench
+	$(BIN)/gatewaybench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,186 @@
+// Package actor is Granary's actor runtime: it activates virtual actors on first
+// call, runs their turns one at a time in arrival order, allows reentrancy only
+// along one call chain, fires timers as turns, deactivates idle actors, fences
+// every activation in the state store, and drains on shutdown.
+//
+// Actor types come in two kinds behind one interface (Type): HTTP-callback types
+// served by an app (package actor/callback) and native Go types (NativeType).
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ID names one virtual actor.
+type ID struct {
+	Type string
+	ID   string
+}
+
+func (id ID) String() string { return id.Type + "/" + id.ID }
+
+// Type activates the actors of one actor type.
+type Type interface {
+	// Activate creates the instance for id. The runtime calls it once per
+	// activation, before the first turn.
+	Activate(ctx context.Context, id ID) (Instance, error)
+}
+
+// Instance is one activation of an actor. The runtime never calls two of its
+// methods at once, except for reentrant calls along the turn's own call chain.
+type Instance interface {
+	// Invoke runs a method call.
+	Invoke(ctx context.Context, req *Request) (*Response, error)
+	// Remind delivers a reminder. Returning cancel deletes the reminder.
+	Remind(ctx context.Context, r *ReminderCall) (cancel bool, err error)
+	// Timer delivers a timer.
+	Timer(ctx context.Context, t *TimerCall) error
+	// Deactivate tells the actor that its activation ends.
+	Deactivate(ctx context.Context) error
+}
+
+// Request is a method call. Its byte slices are valid only until the call returns.
+type Request struct {
+	Method string
+	Body   []byte
+	// ContentType of Body, if known.
+	ContentType []byte
+	// Query is the raw query string of the client's request, without "?".
+	Query []byte
+	// Header holds the client's headers to pass on to an HTTP-callback actor.
+	Header []HeaderField
+	// ReentrancyID is the call chain's ID when the actor type allows
+	// reentrancy; the runtime sets it.
+	ReentrancyID string
+}
+
+// HeaderField is one header line.
+type HeaderField struct {
+	Name, Value []byte
+}
+
+// Response is a method's result.
+type Response struct {
+	// Status is the HTTP status the actor answered with; native actors answer 200.
+	Status      int
+	Body        []byte
+	ContentType []byte
+	Header      []HeaderField
+	release     func()
+}
+
+// SetRelease makes Release call f, for responses that borrow pooled buffers.
+func (r *Response) SetRelease(f func()) { r.release = f }
+
+// Release returns borrowed buffers; the response must not be used afterwards.
+func (r *Response) Release() {
+	if r != nil && r.release != nil {
+		f := r.release
+		r.release = nil
+		f()
+	}
+}
+
+// ReminderCall is one firing of a reminder.
+type ReminderCall struct {
+	Name    string
+	Data    []byte // raw JSON, or nil
+	DueTime string // as registered
+	Period  string // as registered
+}
+
+// TimerCall is one firing of a timer.
+type TimerCall struct {
+	Name     string
+	Callback string
+	Data     []byte // raw JSON, or nil
+	DueTime  string
+	Period   string
+}
+
+// TypeConfig is the per-type behaviour of the runtime.
+type TypeConfig struct {
+	// IdleTimeout deactivates an actor this long after its last turn ended.
+	IdleTimeout time.Duration
+	// DrainTimeout bounds how long in-flight turns may run during a drain.
+	DrainTimeout time.Duration
+	// DrainRebalanced drains actors whose owner moves before deactivating them.
+	DrainRebalanced bool
+	// Reentrancy allows a call carrying the chain that holds the actor's turn
+	// to enter, up to MaxStackDepth nested turns.
+	Reentrancy    bool
+	MaxStackDepth int
+}
+
+// Defaults of TypeConfig, as documented in PROTOCOL.md.
+const (
+	DefaultIdleTimeout   = 60 * time.Minute
+	DefaultDrainTimeout  = 30 * time.Second
+	DefaultMaxStackDepth = 32
+)
+
+// DefaultTypeConfig returns the documented defaults.
+func DefaultTypeConfig() TypeConfig {
+	return TypeConfig{
+		IdleTimeout:     DefaultIdleTimeout,
+		DrainTimeout:    DefaultDrainTimeout,
+		DrainRebalanced: true,
+		MaxStackDepth:   DefaultMaxStackDepth,
+	}
+}
+
+// Placement tells the runtime whether this silo may host an actor now. Ownership
+// is checked on every call and every activation.
+type Placement interface {
+	// Owns reports whether this silo owns id under the current placement table,
+	// and that table's version, which fences the actor's activation.
+	Owns(id ID) (version uint64, owned bool)
+}
+
+// SingleSilo is the placement of a one-silo cluster: it owns every actor at
+// table version 1.
+type SingleSilo struct{}
+
+// Owns always reports ownership at version 1.
+func (SingleSilo) Owns(ID) (uint64, bool) { return 1, true }
+
+// Errors returned by the runtime. Callers use errors.Is.
+var (
+	// ErrClosed: the runtime is draining or stopped.
+	ErrClosed = errors.New("actor runtime is shutting down")
+	// ErrTypeNotHosted: no registered type has this name.
+	ErrTypeNotHosted = errors.New("actor type is not hosted")
+	// ErrTypeUnavailable: the type is registered but cannot serve now (its app is unhealthy).
+	ErrTypeUnavailable = errors.New("actor type is unavailable")
+	// ErrStackDepth: a reentrant chain went deeper than the type's MaxStackDepth.
+	ErrStackDepth = errors.New("reentrant call chain exceeds the maximum stack depth")
+	// ErrDeadlock: the call would wait for a turn held by its own call chain.
+	ErrDeadlock = errors.New("call would deadlock on its own call chain")
+	// ErrTurnTimeout: the call waited longer than the turn-wait bound.
+	ErrTurnTimeout = errors.New("timed out waiting for the actor's turn")
+	// ErrNotActive: the operation needs an active actor and the actor is not active here.
+	ErrNotActive = errors.New("actor is not active")
+	// ErrNotOwner: this silo does not own the actor under its placement table.
+	ErrNotOwner = errors.New("this silo does not own the actor")
+	// ErrFenced: a newer activation of the actor exists; this one may not commit.
+	ErrFenced = errors.New("actor activation is fenced by a newer activation")
+)
+
+// TypeError names the actor type an error is about.
+type TypeError struct {
+	Type   string
+	Err    error // one of the sentinel errors
+	Reason string
+}
+
+func (e *TypeError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("actor type %q: %v: %s", e.Type, e.Err, e.Reason)
+	}
+	return fmt.Sprintf("actor type %q: %v", e.Type, e.Err)
+}
+
+func (e *TypeError) Unwrap() error { return e.Err }

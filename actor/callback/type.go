@@ -1,0 +1,185 @@
+package callback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/granaryhq/granary/actor"
+)
+
+// appType is an actor type served by an app.
+type appType struct {
+	app  *App
+	name string
+}
+
+func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, error) {
+	prefix := "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
+	return &instance{app: t.app, id: id, prefix: prefix}, nil
+}
+
+// instance is one activation of an app-served actor; it holds nothing but the
+// address of the actor's callbacks.
+type instance struct {
+	app    *App
+	id     actor.ID
+	prefix string // "/actors/{type}/{id}", escaped
+}
+
+// hopHeaders are not forwarded in either direction: they describe one
+// connection, or are set by the silo itself.
+var hopHeaders = [][]byte{
+	[]byte("Connection"), []byte("Keep-Alive"), []byte("Proxy-Connection"), []byte("Proxy-Authenticate"),
+	[]byte("Proxy-Authorization"), []byte("Te"), []byte("Trailer"), []byte("Transfer-Encoding"),
+	[]byte("Upgrade"), []byte("Host"), []byte("Content-Length"), []byte("Dapr-Api-Token"),
+	[]byte("Dapr-Reentrancy-Id"), []byte("Content-Type"), []byte("Date"), []byte("Server"),
+}
+
+// Forwarded reports whether a header travels between client and app.
+func Forwarded(name []byte) bool {
+	for _, h := range hopHeaders {
+		if len(h) == len(name) && bytes.EqualFold(h, name) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	headerReentrancy = []byte("Dapr-Reentrancy-Id")
+	headerToken      = []byte("dapr-api-token")
+	headerCancel     = []byte("X-DaprReminderCancel")
+	jsonContentType  = []byte("application/json")
+)
+
+// call sends one PUT (or DELETE) to the app and returns its response, which the
+// caller must release.
+func (in *instance) call(ctx context.Context, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
+	a := in.app
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(method)
+	uri := req.URI()
+	pathBuf := append(req.Header.RequestURI()[:0], in.prefix...)
+	for _, p := range path {
+		pathBuf = append(pathBuf, '/')
+		pathBuf = append(pathBuf, p...)
+	}
+	uri.DisablePathNormalizing = true
+	uri.SetPathBytes(pathBuf)
+	if len(query) > 0 {
+		uri.SetQueryStringBytes(query)
+	}
+	req.Header.SetHost(a.host)
+	for _, h := range header {
+		if Forwarded(h.Name) {
+			req.Header.AddBytesKV(h.Name, h.Value)
+		}
+	}
+	if reentrancyID != "" {
+		req.Header.SetBytesKV(headerReentrancy, []byte(reentrancyID))
+	}
+	if a.reg.opts.Token != "" {
+		req.Header.SetBytesK(headerToken, a.reg.opts.Token)
+	}
+	if len(contentType) > 0 {
+		req.Header.SetContentTypeBytes(contentType)
+	} else if body != nil {
+		req.Header.SetContentTypeBytes(jsonContentType)
+	}
+	req.SetBodyRaw(body)
+
+	timeout := a.reg.opts.CallTimeout
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d); left < timeout {
+			timeout = left
+		}
+	}
+	resp := fasthttp.AcquireResponse()
+	if err := a.hc.DoTimeout(req, resp, timeout); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			return nil, fmt.Errorf("calling app %s at %s: no answer within %v", a.id, a.base, timeout)
+		}
+		return nil, fmt.Errorf("calling app %s at %s: %w", a.id, a.base, err)
+	}
+	return resp, nil
+}
+
+func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Response, error) {
+	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", url.PathEscape(r.Method)}, r.Query, r.Header, r.ContentType, r.ReentrancyID, r.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := &actor.Response{
+		Status:      resp.StatusCode(),
+		Body:        resp.Body(),
+		ContentType: resp.Header.ContentType(),
+	}
+	for k, v := range resp.Header.All() {
+		if Forwarded(k) {
+			out.Header = append(out.Header, actor.HeaderField{Name: k, Value: v})
+		}
+	}
+	out.SetRelease(func() { fasthttp.ReleaseResponse(resp) })
+	return out, nil
+}
+
+// reminderBody is what the app receives for a reminder or timer.
+type callbackBody struct {
+	Data     rawJSON `json:"data"`
+	Callback string  `json:"callback,omitempty"`
+	DueTime  string  `json:"dueTime"`
+	Period   string  `json:"period"`
+}
+
+func (in *instance) Remind(ctx context.Context, r *actor.ReminderCall) (bool, error) {
+	body, err := marshal(callbackBody{Data: rawJSON(r.Data), DueTime: r.DueTime, Period: r.Period})
+	if err != nil {
+		return false, err
+	}
+	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", "remind", url.PathEscape(r.Name)}, nil, nil, nil, "", body)
+	if err != nil {
+		return false, err
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	if code := resp.StatusCode(); code != fasthttp.StatusOK {
+		return false, fmt.Errorf("app %s: reminder %q of %s: status %d: %s", in.app.id, r.Name, in.id, code, truncate(resp.Body(), 200))
+	}
+	cancel := bytes.EqualFold(bytes.TrimSpace(resp.Header.PeekBytes(headerCancel)), []byte("true"))
+	return cancel, nil
+}
+
+func (in *instance) Timer(ctx context.Context, t *actor.TimerCall) error {
+	body, err := marshal(callbackBody{Data: rawJSON(t.Data), Callback: t.Callback, DueTime: t.DueTime, Period: t.Period})
+	if err != nil {
+		return err
+	}
+	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", "timer", url.PathEscape(t.Name)}, nil, nil, nil, "", body)
+	if err != nil {
+		return err
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	if code := resp.StatusCode(); code != fasthttp.StatusOK {
+		return fmt.Errorf("app %s: timer %q of %s: status %d: %s", in.app.id, t.Name, in.id, code, truncate(resp.Body(), 200))
+	}
+	return nil
+}
+
+func (in *instance) Deactivate(ctx context.Context) error {
+	resp, err := in.call(ctx, fasthttp.MethodDelete, nil, nil, nil, nil, "", nil)
+	if err != nil {
+		return err
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	if code := resp.StatusCode(); code != fasthttp.StatusOK {
+		return fmt.Errorf("app %s: deactivating %s: status %d", in.app.id, in.id, code)
+	}
+	return nil
+}

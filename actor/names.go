@@ -1,0 +1,32 @@
+package actor
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxNameLength bounds actor types, IDs, method, reminder and timer names.
+const MaxNameLength = 1024
+
+// ValidateName checks a type, ID or name from outside input: non-empty, at most
+// MaxNameLength bytes, not "." or "..", and free of "/", "\", "#", "?", NUL and
+// control characters. The error says what is wrong.
+func ValidateName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must not be empty")
+	case len(s) > MaxNameLength:
+		return fmt.Errorf("is %d bytes long; the limit is %d", len(s), MaxNameLength)
+	case s == "." || s == "..":
+		return fmt.Errorf("must not be %q", s)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '/' || c == '\\' || c == '#' || c == '?':
+			return fmt.Errorf("must not contain %q", c)
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("must not contain control character 0x%02x", c)
+		}
+	}
+	return nil
+}

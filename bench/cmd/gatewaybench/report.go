@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/granaryhq/granary/bench/loadgen"
+)
+
+// The targets the gateway must meet.
+const (
+	minRatioB = 0.50                   // (b) through the gateway, as a share of direct-to-app rps
+	maxP99B   = 10 * time.Millisecond  // (b) through the gateway
+	maxP50A   = 250 * time.Microsecond // (a) through the gateway
+	maxRSS    = 40 << 20               // silo resident memory after (b), bytes
+)
+
+type scenarioReport struct {
+	Name        string         `json:"name"`
+	Load        string         `json:"load"` // "a" or "b"
+	Via         string         `json:"via"`  // "gateway" or "direct"
+	Method      string         `json:"method"`
+	Path        string         `json:"path"`
+	Connections int            `json:"connections"`
+	Actors      int            `json:"actors"`
+	Result      loadgen.Result `json:"result"`
+}
+
+type target struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Pass  bool   `json:"pass"`
+}
+
+// report is everything a run found; it is also the JSON written by --json.
+type report struct {
+	Duration         string           `json:"duration"`
+	Warmup           string           `json:"warmup"`
+	Scenarios        []scenarioReport `json:"scenarios"`
+	RatioA           float64          `json:"ratio_a"`             // gateway rps / direct rps, load (a)
+	RatioB           float64          `json:"ratio_b"`             // the same for load (b)
+	SiloRSSBytes     int64            `json:"silo_rss_bytes"`      // after (b); -1 when unknown
+	SiloPeakRSSBytes int64            `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
+	RSSError         string           `json:"rss_error,omitempty"`
+	Targets          []target         `json:"targets"`
+	Pass             bool             `json:"pass"`
+}
+
+// result returns the result of one load, or an empty one if it did not run.
+func (r *report) result(load, via string) loadgen.Result {
+	for _, s := range r.Scenarios {
+		if s.Load == load && s.Via == via {
+			return s.Result
+		}
+	}
+	return loadgen.Result{}
+}
+
+// evaluate computes the ratios and checks every target.
+func (r *report) evaluate() {
+	ga, da := r.result("a", "gateway"), r.result("a", "direct")
+	gb, db := r.result("b", "gateway"), r.result("b", "direct")
+	r.RatioA, r.RatioB = ratio(ga.RPS, da.RPS), ratio(gb.RPS, db.RPS)
+	rssValue := mib(r.SiloRSSBytes)
+	if r.SiloRSSBytes < 0 {
+		rssValue = "unknown: " + r.RSSError
+	}
+	var failed int64
+	for _, s := range r.Scenarios {
+		failed += s.Result.Errors.Total()
+	}
+	r.Targets = []target{
+		{fmt.Sprintf("(b) gateway rps ≥ %.0f%% of direct", 100*minRatioB),
+			fmt.Sprintf("%.0f%%", 100*r.RatioB), r.RatioB >= minRatioB},
+		{"(b) gateway p99 ≤ " + loadgen.FormatDuration(maxP99B),
+			loadgen.FormatDuration(gb.P99), gb.Requests > 0 && gb.P99 <= maxP99B},
+		{"(a) gateway p50 ≤ " + loadgen.FormatDuration(maxP50A),
+			loadgen.FormatDuration(ga.P50), ga.Requests > 0 && ga.P50 <= maxP50A},
+		{"silo RSS after (b) ≤ " + mib(maxRSS),
+			rssValue, r.SiloRSSBytes >= 0 && r.SiloRSSBytes <= maxRSS},
+		{"no failed requests", strconv.FormatInt(failed, 10), failed == 0},
+	}
+	r.Pass = true
+	for _, t := range r.Targets {
+		r.Pass = r.Pass && t.Pass
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+func mib(bytes int64) string {
+	return strconv.FormatFloat(float64(bytes)/(1<<20), 'f', 1, 64) + " MiB"
+}
+
+func printReport(w io.Writer, r report) {
+	fmt.Fprintf(w, "\nGateway benchmark: %s per load after %s warm-up\n\n", r.Duration, r.Warmup)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-11s\tconns\tactors\trps\tp50\tp90\tp99\tp99.9\tmax\terrors\t\n", "scenario")
+	for _, load := range []string{"a", "b"} {
+		for _, via := range []string{"gateway", "direct"} {
+			for _, s := range r.Scenarios {
+				if s.Load != load || s.Via != via {
+					continue
+				}
+				res := s.Result
+				fmt.Fprintf(tw, "%-11s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", s.Name, s.Connections, s.Actors, res.RPS,
+					loadgen.FormatDuration(res.P50), loadgen.FormatDuration(res.P90), loadgen.FormatDuration(res.P99),
+					loadgen.FormatDuration(res.P999), loadgen.FormatDuration(res.Max), res.Errors.Total())
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ngateway/direct rps: (a) %.0f%%  (b) %.0f%%\n", 100*r.RatioA, 100*r.RatioB)
+	if r.SiloRSSBytes >= 0 {
+		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", mib(r.SiloRSSBytes), mib(r.SiloPeakRSSBytes))
+	} else {
+		fmt.Fprintf(w, "silo RSS after (b): unknown (%s)\n", r.RSSError)
+	}
+	for _, s := range r.Scenarios {
+		if s.Result.Errors.Total() > 0 {
+			fmt.Fprintf(w, "%s errors: status %d %v, io %d, protocol %d; first: %s\n", s.Name, s.Result.Errors.Status,
+				s.Result.StatusCodes, s.Result.Errors.IO, s.Result.Errors.Protocol, s.Result.FirstError)
+		}
+	}
+	fmt.Fprintln(w, "\ntargets:")
+	for _, t := range r.Targets {
+		verdict := "PASS"
+		if !t.Pass {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %-36s %s\n", verdict, t.Name, t.Value)
+	}
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "overall: %s\n", verdict)
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/silo"
+)
+
+// appFlag collects repeated --app-url values of the form [id=]URL.
+type appFlag []appSpec
+
+type appSpec struct{ id, url string }
+
+func (a *appFlag) String() string {
+	parts := make([]string, len(*a))
+	for i, s := range *a {
+		parts[i] = s.id + "=" + s.url
+	}
+	return strings.Join(parts, ",")
+}
+
+func (a *appFlag) Set(v string) error {
+	id, url := "", v
+	if i := strings.Index(v, "="); i > 0 && !strings.Contains(v[:i], "://") {
+		id, url = v[:i], v[i+1:]
+	}
+	if _, err := callback.ParseAppURL(url); err != nil {
+		return err
+	}
+	*a = append(*a, appSpec{id: id, url: url})
+	return nil
+}
+
+type devFlags struct {
+	host           string
+	httpPort       int
+	apps           appFlag
+	appID          string
+	dataDir        string
+	stateStore     string
+	apiToken       string
+	appToken       string
+	logLevel       string
+	logFormat      string
+	maxBodySize    int
+	turnWait       time.Duration
+	appCallTimeout time.Duration
+	shutdownGrace  time.Duration
+}
+
+func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
+	f := &devFlags{}
+	fs := flag.NewFlagSet("granary dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.host, "http-host", "127.0.0.1", "address the gateway listens on (0.0.0.0 for all interfaces)")
+	fs.IntVar(&f.httpPort, "http-port", 3500, "gateway HTTP port")
+	fs.Var(&f.apps, "app-url", "base URL of an app serving actor callbacks, as [id=]http://host:port (repeatable)")
+	fs.StringVar(&f.appID, "app-id", "app", "ID of the app given by a single --app-url without id=")
+	fs.StringVar(&f.dataDir, "data-dir", "./.granary", "directory of the embedded state store")
+	fs.StringVar(&f.stateStore, "state-store", "", "state store URL: empty for the embedded store under --data-dir, or redis://[user:pass@]host:port/db (rediss:// for TLS)")
+	fs.StringVar(&f.apiToken, "api-token", "", "require this token in the dapr-api-token header of every API call")
+	fs.StringVar(&f.appToken, "app-token", "", "send this token as dapr-api-token on every call to apps")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.IntVar(&f.maxBodySize, "max-body-size", 4<<20, "largest request or app response body, in bytes")
+	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
+	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: granary dev [flags]\n\nRuns a one-process Granary: one silo, the gateway and a state store.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "granary dev: unexpected argument %q\n", fs.Arg(0))
+		return nil, errUsage
+	}
+	if f.httpPort < 0 || f.httpPort > 65535 {
+		return nil, fmt.Errorf("--http-port %d is not a port", f.httpPort)
+	}
+	if f.maxBodySize <= 0 {
+		return nil, fmt.Errorf("--max-body-size must be positive")
+	}
+	seen := map[string]bool{}
+	for i := range f.apps {
+		if f.apps[i].id == "" {
+			f.apps[i].id = f.appID
+			if i > 0 {
+				f.apps[i].id = f.appID + "-" + strconv.Itoa(i+1)
+			}
+		}
+		if seen[f.apps[i].id] {
+			return nil, fmt.Errorf("--app-url: app id %q given twice", f.apps[i].id)
+		}
+		seen[f.apps[i].id] = true
+	}
+	return f, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseDevFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	store, storeName, err := openStore(ctx, f.stateStore, f.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	rt, err := actor.New(actor.Config{Store: store, Logger: log, TurnWait: f.turnWait})
+	if err != nil {
+		return err
+	}
+	apps := callback.NewRegistry(rt, callback.Options{
+		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
+	})
+	rem, err := startReminders(ctx, rt, store, log)
+	if err != nil {
+		return err
+	}
+	siloID := f.appID
+	s, err := silo.New(silo.Config{ID: siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log})
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log})
+
+	addr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gateway cannot listen on %s: %w (is another granary running? choose another --http-port)", addr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gw.Serve(ln) }()
+
+	for _, app := range f.apps {
+		if err := apps.Register(ctx, app.id, app.url, false); err != nil {
+			return err
+		}
+	}
+	printReady(stdout, ln.Addr().String(), f, storeName, rt)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining actors")
+	case err := <-serveErr:
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("stopped")
+		return nil
+	case <-time.After(f.shutdownGrace + 5*time.Second):
+		return errors.New("shutdown did not finish in time; exiting anyway")
+	}
+}
+
+// shutdown drains in the order that loses nothing: the runtime first (the
+// gateway stays up so turns in flight can still save state), then reminders,
+// then app probes, then the gateway.
+func shutdown(rt *actor.Runtime, apps *callback.Registry, rem reminderService, gw *gateway.Server, grace time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if rem != nil {
+		rem.Stop()
+	}
+	if err := rt.Close(ctx); err != nil {
+		log.Warn("drain", "err", err)
+	}
+	apps.Close(ctx)
+	if err := gw.Shutdown(ctx); err != nil {
+		log.Warn("gateway shutdown", "err", err)
+	}
+}
+
+func printReady(w io.Writer, addr string, f *devFlags, storeName string, rt *actor.Runtime) {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	fmt.Fprintf(w, "\nGranary dev is ready.\n  gateway:     %s\n  state store: %s\n", base, storeName)
+	if len(f.apps) == 0 {
+		fmt.Fprintf(w, "  apps:        none yet (register one: curl -X PUT %s/v1.0-alpha1/apps/myapp -d '{\"url\":\"http://127.0.0.1:3000\"}')\n", base)
+	}
+	for _, a := range f.apps {
+		fmt.Fprintf(w, "  app:         %s at %s\n", a.id, a.url)
+	}
+	typ := "Counter"
+	if st := rt.Stats(); len(st) > 0 {
+		typ = st[0].Type
+	}
+	fmt.Fprintf(w, "\nTry:\n  curl -X POST %s/v1.0/actors/%s/a/method/increment\n  curl %s/v1.0/metadata\n\n", base, typ, base)
+}

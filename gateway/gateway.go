@@ -1,0 +1,477 @@
+// Package gateway is Granary's HTTP front door: it serves the Dapr-compatible
+// actor API of PROTOCOL.md §1 (and Granary's app registration API) over
+// fasthttp, checks the API token, validates names and bodies, and maps every
+// failure to the protocol's JSON error.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/silo"
+	"github.com/granaryhq/granary/statestore"
+)
+
+// Backend is what the gateway serves: a silo.
+type Backend interface {
+	Invoke(ctx context.Context, id actor.ID, req *actor.Request) (*actor.Response, error)
+	GetState(ctx context.Context, id actor.ID, key string) (statestore.Item, error)
+	Transact(ctx context.Context, id actor.ID, ops []statestore.Op) error
+	CreateTimer(ctx context.Context, id actor.ID, req silo.TimerRequest) error
+	DeleteTimer(ctx context.Context, id actor.ID, name string) error
+	CreateReminder(ctx context.Context, id actor.ID, req silo.ReminderRequest) error
+	GetReminder(ctx context.Context, id actor.ID, name string) (silo.ReminderInfo, error)
+	DeleteReminder(ctx context.Context, id actor.ID, name string) error
+	RegisterApp(ctx context.Context, appID, url string) error
+	UnregisterApp(ctx context.Context, appID string) error
+	Metadata() silo.Metadata
+	Ready() error
+}
+
+// Config configures a Server.
+type Config struct {
+	// APIToken, when set, is required in the dapr-api-token header of every
+	// call except /v1.0/healthz.
+	APIToken string
+	// MaxBodySize bounds request bodies (default 4 MiB); larger bodies get 413.
+	MaxBodySize int
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the HTTP API of one silo.
+type Server struct {
+	backend Backend
+	cfg     Config
+	log     *slog.Logger
+	token   []byte
+	srv     *fasthttp.Server
+}
+
+// New returns a server for backend.
+func New(backend Backend, cfg Config) *Server {
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{backend: backend, cfg: cfg, log: cfg.Logger, token: []byte(cfg.APIToken)}
+	s.srv = &fasthttp.Server{
+		Handler:                       s.handle,
+		ErrorHandler:                  s.handleParseError,
+		Name:                          "granary",
+		MaxRequestBodySize:            cfg.MaxBodySize,
+		ReadTimeout:                   5 * time.Minute,
+		IdleTimeout:                   2 * time.Minute,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultContentType:          true,
+		NoDefaultDate:                 true,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for open requests (until ctx ends).
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+
+// Handler returns the request handler, for tests that drive it in memory.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge,
+			fmt.Sprintf("request body exceeds the limit of %d bytes", s.cfg.MaxBodySize)))
+		return
+	}
+	writeError(ctx, malformed("cannot parse the HTTP request: "+err.Error()))
+}
+
+var headerToken = []byte("dapr-api-token")
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.URI().PathOriginal()
+	segs, err := splitPath(path)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	if len(s.token) > 0 && !(len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "healthz") {
+		got := ctx.Request.Header.PeekBytes(headerToken)
+		if subtle.ConstantTimeCompare(got, s.token) != 1 {
+			writeError(ctx, newError(http.StatusUnauthorized, codeUnauthorized, "missing or wrong dapr-api-token header"))
+			return
+		}
+	}
+	if e := s.route(ctx, segs); e != nil {
+		writeError(ctx, e)
+	}
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx, segs []string) *apiError {
+	method := string(ctx.Method())
+	switch {
+	case len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "healthz":
+		if !allow(method, "GET") {
+			return notAllowed(method)
+		}
+		return s.healthz(ctx)
+	case len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "metadata":
+		if !allow(method, "GET") {
+			return notAllowed(method)
+		}
+		return s.metadata(ctx)
+	case len(segs) == 3 && segs[0] == "v1.0-alpha1" && segs[1] == "apps":
+		return s.apps(ctx, method, segs[2])
+	case len(segs) >= 5 && segs[0] == "v1.0" && segs[1] == "actors":
+		return s.actors(ctx, method, segs[2:])
+	}
+	return newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
+}
+
+// actors serves /v1.0/actors/{type}/{id}/...; rest starts at {type}.
+func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) *apiError {
+	if e := validName("actor type", rest[0]); e != nil {
+		return e
+	}
+	if e := validName("actor id", rest[1]); e != nil {
+		return e
+	}
+	id := actor.ID{Type: rest[0], ID: rest[1]}
+	kind, tail := rest[2], rest[3:]
+	switch {
+	case kind == "method" && len(tail) == 1:
+		if !allow(method, "GET", "POST", "PUT", "DELETE") {
+			return notAllowed(method)
+		}
+		if e := validName("method", tail[0]); e != nil {
+			return e
+		}
+		return s.invoke(ctx, id, tail[0])
+	case kind == "state" && len(tail) == 0:
+		if !allow(method, "POST", "PUT") {
+			return notAllowed(method)
+		}
+		return s.transact(ctx, id)
+	case kind == "state" && len(tail) >= 1:
+		if !allow(method, "GET") {
+			return notAllowed(method)
+		}
+		return s.getState(ctx, id, joinPath(tail))
+	case kind == "reminders" && len(tail) == 1:
+		if e := validName("reminder name", tail[0]); e != nil {
+			return e
+		}
+		switch method {
+		case "POST", "PUT":
+			return s.createReminder(ctx, id, tail[0])
+		case "GET":
+			return s.getReminder(ctx, id, tail[0])
+		case "DELETE":
+			return s.deleteReminder(ctx, id, tail[0])
+		}
+		return notAllowed(method)
+	case kind == "timers" && len(tail) == 1:
+		if e := validName("timer name", tail[0]); e != nil {
+			return e
+		}
+		switch method {
+		case "POST", "PUT":
+			return s.createTimer(ctx, id, tail[0])
+		case "DELETE":
+			return s.deleteTimer(ctx, id, tail[0])
+		}
+		return notAllowed(method)
+	}
+	return newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
+}
+
+var headerErrorResponse = []byte("X-DaprErrorResponseHeader")
+
+func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *apiError {
+	req := actor.Request{
+		Method:      method,
+		Body:        ctx.PostBody(),
+		ContentType: ctx.Request.Header.ContentType(),
+		Query:       ctx.URI().QueryString(),
+	}
+	var hdr [16]actor.HeaderField
+	req.Header = hdr[:0]
+	var chain []byte
+	for k, v := range ctx.Request.Header.All() {
+		if bytes.EqualFold(k, headerReentrancyID) {
+			chain = v
+		}
+		req.Header = append(req.Header, actor.HeaderField{Name: k, Value: v})
+	}
+	var c context.Context = ctx
+	if len(chain) > 0 {
+		c = actor.WithCallChain(c, string(chain))
+	}
+	resp, err := s.backend.Invoke(c, id, &req)
+	if err != nil {
+		return runtimeError(err, codeInvoke)
+	}
+	defer resp.Release()
+	if resp.Status != http.StatusOK && !hasHeader(resp.Header, headerErrorResponse) {
+		return newError(http.StatusInternalServerError, codeInvoke,
+			fmt.Sprintf("actor %s method %s: app answered status %d: %s", id, method, resp.Status, truncate(resp.Body, 1024)))
+	}
+	ctx.SetStatusCode(resp.Status)
+	for _, h := range resp.Header {
+		ctx.Response.Header.AddBytesKV(h.Name, h.Value)
+	}
+	if len(resp.ContentType) > 0 {
+		ctx.Response.Header.SetContentTypeBytes(resp.ContentType)
+	}
+	ctx.Response.SetBody(resp.Body)
+	return nil
+}
+
+var headerReentrancyID = []byte("Dapr-Reentrancy-Id")
+
+func hasHeader(h []actor.HeaderField, name []byte) bool {
+	for _, f := range h {
+		if bytes.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) transact(ctx *fasthttp.RequestCtx, id actor.ID) *apiError {
+	ops, e := decodeTransaction(ctx.PostBody())
+	if e != nil {
+		return e
+	}
+	if len(ops) > 0 {
+		if err := s.backend.Transact(ctx, id, ops); err != nil {
+			return runtimeError(err, codeStateSave)
+		}
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getState(ctx *fasthttp.RequestCtx, id actor.ID, key string) *apiError {
+	if err := validateStateKey(key); err != nil {
+		return badRequest(fmt.Sprintf("state key %q %v", key, err))
+	}
+	item, err := s.backend.GetState(ctx, id, key)
+	if errors.Is(err, statestore.ErrNotFound) {
+		ctx.SetStatusCode(http.StatusNoContent)
+		return nil
+	}
+	if err != nil {
+		return runtimeError(err, codeStateGet)
+	}
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.Response.Header.Set("ETag", item.ETag)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(item.Value)
+	return nil
+}
+
+func (s *Server) createTimer(ctx *fasthttp.RequestCtx, id actor.ID, name string) *apiError {
+	b, e := decodeSchedule(ctx.PostBody())
+	if e != nil {
+		return e
+	}
+	err := s.backend.CreateTimer(ctx, id, silo.TimerRequest{
+		Name: name, Callback: b.Callback, Data: b.Data, DueTime: b.DueTime, Period: b.Period, TTL: b.TTL,
+	})
+	if err != nil {
+		return scheduleError(err, codeTimerCreate)
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) deleteTimer(ctx *fasthttp.RequestCtx, id actor.ID, name string) *apiError {
+	if err := s.backend.DeleteTimer(ctx, id, name); err != nil {
+		return runtimeError(err, codeTimerCreate)
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) createReminder(ctx *fasthttp.RequestCtx, id actor.ID, name string) *apiError {
+	b, e := decodeSchedule(ctx.PostBody())
+	if e != nil {
+		return e
+	}
+	err := s.backend.CreateReminder(ctx, id, silo.ReminderRequest{
+		Name: name, Data: b.Data, DueTime: b.DueTime, Period: b.Period, TTL: b.TTL,
+	})
+	if err != nil {
+		if errors.Is(err, actor.ErrTypeNotHosted) {
+			return newError(http.StatusForbidden, codeReminderNoHost, err.Error())
+		}
+		return scheduleError(err, codeReminderCreate)
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getReminder(ctx *fasthttp.RequestCtx, id actor.ID, name string) *apiError {
+	info, err := s.backend.GetReminder(ctx, id, name)
+	if errors.Is(err, statestore.ErrNotFound) {
+		return newError(http.StatusNotFound, codeReminderNotFound, fmt.Sprintf("actor %s has no reminder %q", id, name))
+	}
+	if err != nil {
+		if errors.Is(err, actor.ErrTypeNotHosted) {
+			return newError(http.StatusForbidden, codeReminderNoHost, err.Error())
+		}
+		return runtimeError(err, codeReminderGet)
+	}
+	return writeJSON(ctx, http.StatusOK, info)
+}
+
+func (s *Server) deleteReminder(ctx *fasthttp.RequestCtx, id actor.ID, name string) *apiError {
+	if err := s.backend.DeleteReminder(ctx, id, name); err != nil {
+		if errors.Is(err, actor.ErrTypeNotHosted) {
+			return newError(http.StatusForbidden, codeReminderNoHost, err.Error())
+		}
+		return runtimeError(err, codeReminderDelete)
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+// scheduleError maps schedule validation failures to 400 and the rest by the table.
+func scheduleError(err error, fallback string) *apiError {
+	var fe silo.InputError
+	if errors.As(err, &fe) {
+		return badRequest(err.Error())
+	}
+	return runtimeError(err, fallback)
+}
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) *apiError {
+	if err := s.backend.Ready(); err != nil {
+		return newError(http.StatusServiceUnavailable, codeRuntimeClosed, "not ready: "+err.Error())
+	}
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) metadata(ctx *fasthttp.RequestCtx) *apiError {
+	return writeJSON(ctx, http.StatusOK, s.backend.Metadata())
+}
+
+func (s *Server) apps(ctx *fasthttp.RequestCtx, method, appID string) *apiError {
+	if e := validName("app id", appID); e != nil {
+		return e
+	}
+	switch method {
+	case "PUT", "POST":
+		reg, e := decodeAppRegistration(ctx.PostBody())
+		if e != nil {
+			return e
+		}
+		if err := s.backend.RegisterApp(ctx, appID, reg.URL); err != nil {
+			var fe silo.InputError
+			if errors.As(err, &fe) {
+				return badRequest(err.Error())
+			}
+			return newError(http.StatusBadGateway, codeAppRegister, err.Error())
+		}
+		ctx.SetStatusCode(http.StatusNoContent)
+		return nil
+	case "DELETE":
+		if err := s.backend.UnregisterApp(ctx, appID); err != nil {
+			return newError(http.StatusNotFound, codeAppRegister, err.Error())
+		}
+		ctx.SetStatusCode(http.StatusNoContent)
+		return nil
+	}
+	return notAllowed(method)
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) *apiError {
+	body, err := marshalJSON(v)
+	if err != nil {
+		return newError(http.StatusInternalServerError, "ERR_INTERNAL", err.Error())
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+	return nil
+}
+
+func allow(method string, allowed ...string) bool {
+	for _, m := range allowed {
+		if method == m {
+			return true
+		}
+	}
+	return false
+}
+
+func notAllowed(method string) *apiError {
+	return newError(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method "+method+" is not allowed on this route")
+}
+
+func validName(what, s string) *apiError {
+	if err := actor.ValidateName(s); err != nil {
+		return badRequest(fmt.Sprintf("%s %q %v", what, s, err))
+	}
+	return nil
+}
+
+// splitPath splits a raw request path into percent-decoded segments.
+func splitPath(p []byte) ([]string, *apiError) {
+	if len(p) == 0 || p[0] != '/' {
+		return nil, malformed("request path must start with /")
+	}
+	segs := make([]string, 0, 8)
+	for _, seg := range bytes.Split(p[1:], []byte{'/'}) {
+		if bytes.IndexByte(seg, '%') < 0 {
+			segs = append(segs, string(seg))
+			continue
+		}
+		dec, err := url.PathUnescape(string(seg))
+		if err != nil {
+			return nil, badRequest(fmt.Sprintf("request path segment %q is not valid percent-encoding", seg))
+		}
+		segs = append(segs, dec)
+	}
+	return segs, nil
+}
+
+func joinPath(segs []string) string {
+	n := len(segs) - 1
+	for _, s := range segs {
+		n += len(s)
+	}
+	b := make([]byte, 0, n)
+	for i, s := range segs {
+		if i > 0 {
+			b = append(b, '/')
+		}
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

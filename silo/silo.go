@@ -1,0 +1,267 @@
+// Package silo is the host: it composes the actor runtime, the apps that serve
+// actor types, reminders and the state store behind the operations the gateway
+// serves, and routes each call to the actor's owner (on a single silo, itself).
+package silo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/statestore"
+)
+
+// Version is the Granary version reported in metadata.
+var Version = "0.1.0-dev"
+
+// Config assembles a silo.
+type Config struct {
+	// ID names this silo (the app ID in sidecar mode).
+	ID      string
+	Runtime *actor.Runtime
+	Apps    *callback.Registry
+	// Reminders is the reminder service; nil disables the reminder API.
+	Reminders Reminders
+	// StoreName describes the state store in metadata, e.g. "bbolt".
+	StoreName string
+	// RoutingWindow is how long a call to an actor type nobody hosts is
+	// retried while some registered app has not yet been read (default 5s).
+	RoutingWindow time.Duration
+	Clock         clock.Clock
+	Logger        *slog.Logger
+}
+
+// Reminders is the reminder service as the silo uses it.
+type Reminders interface {
+	Create(ctx context.Context, id actor.ID, req ReminderRequest) error
+	Get(ctx context.Context, id actor.ID, name string) (ReminderInfo, error)
+	Delete(ctx context.Context, id actor.ID, name string) error
+}
+
+// Silo serves actor calls on one host.
+type Silo struct {
+	cfg Config
+	rt  *actor.Runtime
+	log *slog.Logger
+}
+
+// New returns a silo.
+func New(cfg Config) (*Silo, error) {
+	if cfg.Runtime == nil || cfg.Apps == nil {
+		return nil, errors.New("silo: Runtime and Apps are required")
+	}
+	if cfg.RoutingWindow <= 0 {
+		cfg.RoutingWindow = 5 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Silo{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger}, nil
+}
+
+// InputError marks an error caused by the content of a request (a bad
+// schedule, URL or field); the gateway answers it with 400.
+type InputError struct{ Err error }
+
+func (e InputError) Error() string { return e.Err.Error() }
+func (e InputError) Unwrap() error { return e.Err }
+
+// TimerRequest asks for a timer on an actor.
+type TimerRequest struct {
+	Name, Callback       string
+	Data                 []byte // raw JSON, or nil
+	DueTime, Period, TTL string
+}
+
+// ReminderRequest asks for a reminder on an actor.
+type ReminderRequest struct {
+	Name                 string
+	Data                 []byte // raw JSON, or nil
+	DueTime, Period, TTL string
+}
+
+// ReminderInfo is a reminder as registered (the GET reminder body).
+type ReminderInfo struct {
+	ActorID   string     `json:"actorID"`
+	ActorType string     `json:"actorType"`
+	Name      string     `json:"name"`
+	Data      rawJSON    `json:"data"`
+	DueTime   string     `json:"dueTime"`
+	Period    string     `json:"period"`
+	TTL       string     `json:"ttl,omitempty"`
+	NextFire  *time.Time `json:"nextFire,omitempty"`
+}
+
+// rawJSON is JSON passed through verbatim; empty means null.
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) {
+	if len(r) == 0 {
+		return []byte("null"), nil
+	}
+	return r, nil
+}
+
+// Invoke calls an actor method. While an app registered with this silo has
+// not had its config read yet, a call to an unknown type waits for it, up to
+// the routing window, instead of failing at once.
+func (s *Silo) Invoke(ctx context.Context, id actor.ID, req *actor.Request) (*actor.Response, error) {
+	resp, err := s.rt.Invoke(ctx, id, req)
+	if err == nil || !errors.Is(err, actor.ErrTypeNotHosted) || !s.cfg.Apps.Pending() {
+		return resp, err
+	}
+	deadline := s.cfg.Clock.Now().Add(s.cfg.RoutingWindow)
+	for errors.Is(err, actor.ErrTypeNotHosted) && s.cfg.Apps.Pending() && s.cfg.Clock.Now().Before(deadline) {
+		t := s.cfg.Clock.NewTimer(100 * time.Millisecond)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		resp, err = s.rt.Invoke(ctx, id, req)
+	}
+	return resp, err
+}
+
+// GetState reads one state entry of an actor.
+func (s *Silo) GetState(ctx context.Context, id actor.ID, key string) (statestore.Item, error) {
+	return s.rt.GetState(ctx, id, key)
+}
+
+// Transact commits state operations of an active actor.
+func (s *Silo) Transact(ctx context.Context, id actor.ID, ops []statestore.Op) error {
+	return s.rt.Transact(ctx, id, ops)
+}
+
+// CreateTimer starts a timer on an actor.
+func (s *Silo) CreateTimer(ctx context.Context, id actor.ID, req TimerRequest) error {
+	spec, err := timerSpec(req, s.cfg.Clock.Now())
+	if err != nil {
+		return InputError{err}
+	}
+	return s.rt.CreateTimer(ctx, id, spec)
+}
+
+// DeleteTimer stops a timer; deleting an absent timer succeeds.
+func (s *Silo) DeleteTimer(_ context.Context, id actor.ID, name string) error {
+	s.rt.DeleteTimer(id, name)
+	return nil
+}
+
+var errNoReminders = errors.New("reminders are not enabled on this silo")
+
+// CreateReminder registers (or replaces) a reminder.
+func (s *Silo) CreateReminder(ctx context.Context, id actor.ID, req ReminderRequest) error {
+	if s.cfg.Reminders == nil {
+		return errNoReminders
+	}
+	return s.cfg.Reminders.Create(ctx, id, req)
+}
+
+// GetReminder returns a reminder as registered.
+func (s *Silo) GetReminder(ctx context.Context, id actor.ID, name string) (ReminderInfo, error) {
+	if s.cfg.Reminders == nil {
+		return ReminderInfo{}, errNoReminders
+	}
+	return s.cfg.Reminders.Get(ctx, id, name)
+}
+
+// DeleteReminder removes a reminder; deleting an absent reminder succeeds.
+func (s *Silo) DeleteReminder(ctx context.Context, id actor.ID, name string) error {
+	if s.cfg.Reminders == nil {
+		return errNoReminders
+	}
+	return s.cfg.Reminders.Delete(ctx, id, name)
+}
+
+// RegisterApp registers an app in node mode and reads its config now.
+func (s *Silo) RegisterApp(ctx context.Context, appID, url string) error {
+	if _, err := callback.ParseAppURL(url); err != nil {
+		return InputError{err}
+	}
+	return s.cfg.Apps.Register(ctx, appID, url, true)
+}
+
+// UnregisterApp removes an app and its actor types.
+func (s *Silo) UnregisterApp(ctx context.Context, appID string) error {
+	return s.cfg.Apps.Unregister(ctx, appID)
+}
+
+// Ready reports whether the silo serves calls.
+func (s *Silo) Ready() error {
+	if s.rt.Closed() {
+		return fmt.Errorf("silo %s is shutting down", s.cfg.ID)
+	}
+	return nil
+}
+
+// Metadata describes the silo (GET /v1.0/metadata).
+type Metadata struct {
+	ID             string               `json:"id"`
+	RuntimeVersion string               `json:"runtimeVersion"`
+	Actors         []ActiveActors       `json:"actors"`
+	ActorRuntime   ActorRuntime         `json:"actorRuntime"`
+	Apps           []callback.AppStatus `json:"apps"`
+	Placement      PlacementStatus      `json:"placement"`
+	StateStore     string               `json:"stateStore"`
+}
+
+// ActiveActors counts the active actors of one type.
+type ActiveActors struct {
+	Type        string `json:"type"`
+	Count       int    `json:"count"`
+	Available   bool   `json:"available"`
+	Unavailable string `json:"unavailableReason,omitempty"`
+}
+
+// ActorRuntime is the actor runtime's status.
+type ActorRuntime struct {
+	RuntimeStatus string         `json:"runtimeStatus"`
+	HostReady     bool           `json:"hostReady"`
+	Placement     string         `json:"placement"`
+	ActiveActors  []ActiveActors `json:"activeActors"`
+}
+
+// PlacementStatus is the silo's view of placement.
+type PlacementStatus struct {
+	Mode         string   `json:"mode"`
+	TableVersion uint64   `json:"tableVersion"`
+	Members      []string `json:"members"`
+}
+
+// Metadata returns the silo's metadata.
+func (s *Silo) Metadata() Metadata {
+	stats := s.rt.Stats()
+	active := make([]ActiveActors, 0, len(stats))
+	for _, st := range stats {
+		active = append(active, ActiveActors{Type: st.Type, Count: st.Active, Available: st.Available, Unavailable: st.Reason})
+	}
+	status := "RUNNING"
+	if s.rt.Closed() {
+		status = "SHUTTING_DOWN"
+	}
+	version, _ := actor.SingleSilo{}.Owns(actor.ID{})
+	return Metadata{
+		ID:             s.cfg.ID,
+		RuntimeVersion: "granary/" + Version,
+		Actors:         active,
+		ActorRuntime: ActorRuntime{
+			RuntimeStatus: status,
+			HostReady:     !s.rt.Closed(),
+			Placement:     "single silo: owns every actor",
+			ActiveActors:  active,
+		},
+		Apps:       s.cfg.Apps.Apps(),
+		Placement:  PlacementStatus{Mode: "single-silo", TableVersion: version, Members: []string{s.cfg.ID}},
+		StateStore: s.cfg.StoreName,
+	}
+}

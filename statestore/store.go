@@ -1,0 +1,188 @@
+// Package statestore defines Store, the durable key-value contract that keeps
+// actor state, activation fences and reminders, and the key layout Granary uses
+// on top of it. Implementations live in sub-packages (boltstore, redisstore,
+// memstore) and all pass the conformance suite in statestore/storetest.
+package statestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store is a durable, binary-safe key-value store with versioned values,
+// atomic multi-key transactions, per-key TTLs, activation fences and indexed scans.
+//
+// Keys and values are arbitrary byte strings (Go strings and []byte). Every
+// method is safe for concurrent use. A method that returns nil has made its
+// effect durable: an acknowledged write survives a crash of the process.
+type Store interface {
+	// Get returns the live item stored under key, or an error wrapping
+	// ErrNotFound when the key is absent or expired.
+	Get(ctx context.Context, key string) (Item, error)
+
+	// BulkGet returns one item per key, in the order of keys. An absent or
+	// expired key yields an Item whose Exists method reports false.
+	BulkGet(ctx context.Context, keys []string) ([]Item, error)
+
+	// Transact applies every operation of txn atomically: all of them or none.
+	// It fails with an error wrapping ErrETagMismatch when a condition of an
+	// operation does not hold, and with ErrFenced when txn.Fence is set and the
+	// fence record holds a newer token. Operations apply in order; a later
+	// operation on the same key sees the effect of an earlier one.
+	Transact(ctx context.Context, txn Txn) error
+
+	// Fence claims the fence record at key for token: it stores token when the
+	// record is absent or holds a token <= token, and otherwise fails with an
+	// error wrapping ErrFenced. Claiming is idempotent for an equal token.
+	Fence(ctx context.Context, key string, token uint64) error
+
+	// Scan returns up to limit live items of the named index whose keys sort
+	// strictly after the key after (bytewise), in key order. An empty after
+	// starts at the beginning. A key joins an index when it is put with
+	// Op.Index set and leaves it when it is deleted or expires. Every key
+	// committed to the index before Scan is called is returned by a complete
+	// paging through the index.
+	Scan(ctx context.Context, index, after string, limit int) ([]Item, error)
+
+	// Close releases the store. Calls after Close fail.
+	Close() error
+}
+
+// Item is a value as stored.
+type Item struct {
+	Key   string
+	Value []byte
+	// ETag identifies this version of the value; it changes on every write.
+	// It is empty only for an absent key (see Exists).
+	ETag string
+	// Expires is when the item stops being visible; zero means never.
+	Expires time.Time
+}
+
+// Exists reports whether the item was found.
+func (i Item) Exists() bool { return i.ETag != "" }
+
+// OpKind says what an Op does.
+type OpKind uint8
+
+const (
+	// Put stores Op.Value under Op.Key.
+	Put OpKind = iota + 1
+	// Delete removes Op.Key. Deleting an absent key succeeds unless a
+	// condition says otherwise.
+	Delete
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case Put:
+		return "put"
+	case Delete:
+		return "delete"
+	}
+	return fmt.Sprintf("OpKind(%d)", uint8(k))
+}
+
+// Op is one operation of a transaction.
+type Op struct {
+	Kind  OpKind
+	Key   string
+	Value []byte
+
+	// ETag, when not empty, requires the key to exist with exactly this ETag
+	// (optimistic concurrency, "last write" mode with a version check).
+	ETag string
+	// IfAbsent, with an empty ETag, requires the key not to exist
+	// ("first write" mode: the first writer of a key wins).
+	IfAbsent bool
+
+	// TTL, when positive, makes a put expire after this long. A put without a
+	// TTL clears any earlier TTL of the key.
+	TTL time.Duration
+
+	// Index, when not empty, names the scan index the key belongs to: a put
+	// adds the key to it and a delete removes the key from it. Callers pass
+	// the same index for every write of a key.
+	Index string
+}
+
+// Txn is an atomic group of operations, optionally guarded by a fence.
+type Txn struct {
+	// Fence, when set, refuses the whole transaction with ErrFenced if the
+	// fence record at Fence.Key holds a token newer than Fence.Token. An absent
+	// fence record counts as token 0.
+	Fence *FenceCheck
+	Ops   []Op
+}
+
+// FenceCheck names a fence record and the token a writer holds.
+type FenceCheck struct {
+	Key   string
+	Token uint64
+}
+
+// Errors that callers branch on. Implementations wrap them with context.
+var (
+	ErrNotFound     = errors.New("statestore: key not found")
+	ErrETagMismatch = errors.New("statestore: etag mismatch")
+	ErrFenced       = errors.New("statestore: fenced by a newer activation")
+	ErrClosed       = errors.New("statestore: store is closed")
+)
+
+// ConditionError reports which operation's condition failed. It wraps
+// ErrETagMismatch.
+type ConditionError struct {
+	Key  string
+	Want string // the ETag required, or "absent" for IfAbsent
+	Have string // the current ETag, or "absent"
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("statestore: etag mismatch for key %q: want %s, have %s", e.Key, e.Want, e.Have)
+}
+
+func (e *ConditionError) Unwrap() error { return ErrETagMismatch }
+
+// FencedError reports a refused fence or fenced transaction. It wraps ErrFenced.
+type FencedError struct {
+	Key     string
+	Token   uint64 // the token offered
+	Current uint64 // the newer token held by the record
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("statestore: fence %q holds token %d, newer than %d", e.Key, e.Current, e.Token)
+}
+
+func (e *FencedError) Unwrap() error { return ErrFenced }
+
+// Validate checks the shape of a transaction, independently of stored data.
+// Stores call it before doing any work.
+func (t Txn) Validate() error {
+	if t.Fence != nil && t.Fence.Key == "" {
+		return errors.New("statestore: fence check with an empty key")
+	}
+	for i, op := range t.Ops {
+		if op.Key == "" {
+			return fmt.Errorf("statestore: operation %d: empty key", i)
+		}
+		switch op.Kind {
+		case Put:
+		case Delete:
+			if op.TTL != 0 || op.Value != nil {
+				return fmt.Errorf("statestore: operation %d: delete of %q carries a value or TTL", i, op.Key)
+			}
+		default:
+			return fmt.Errorf("statestore: operation %d: unknown kind %v", i, op.Kind)
+		}
+		if op.TTL < 0 {
+			return fmt.Errorf("statestore: operation %d: negative TTL", i)
+		}
+		if op.ETag != "" && op.IfAbsent {
+			return fmt.Errorf("statestore: operation %d: both ETag and IfAbsent set", i)
+		}
+	}
+	return nil
+}
