@@ -61,6 +61,9 @@ type Runtime struct {
 	bg       sync.WaitGroup
 	chainSeq atomic.Uint64
 	chainPfx string
+
+	watchers  []TypeWatcher // guarded by typesMu
+	reminders atomic.Pointer[Reminders]
 }
 
 // typeEntry is a registered actor type. Its fields are fixed; re-registering a
@@ -160,8 +163,12 @@ func (rt *Runtime) Register(name string, t Type, cfg TypeConfig) error {
 		te.active.Store(old.active.Load())
 		te.down.Store(old.down.Load())
 	}
+	_, existed := next[name]
 	next[name] = te
 	rt.types.Store(&next)
+	if !existed {
+		rt.notifyLocked(name, true)
+	}
 	rt.log.Info("actor type registered", "type", name, "idleTimeout", cfg.IdleTimeout, "reentrancy", cfg.Reentrancy)
 	return nil
 }
@@ -173,6 +180,9 @@ func (rt *Runtime) Unregister(ctx context.Context, name string) {
 	_, ok := next[name]
 	delete(next, name)
 	rt.types.Store(&next)
+	if ok {
+		rt.notifyLocked(name, false)
+	}
 	rt.typesMu.Unlock()
 	if !ok {
 		return

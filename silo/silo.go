@@ -13,6 +13,7 @@ import (
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
 	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -82,33 +83,10 @@ type TimerRequest struct {
 }
 
 // ReminderRequest asks for a reminder on an actor.
-type ReminderRequest struct {
-	Name                 string
-	Data                 []byte // raw JSON, or nil
-	DueTime, Period, TTL string
-}
+type ReminderRequest = actor.ReminderSpec
 
 // ReminderInfo is a reminder as registered (the GET reminder body).
-type ReminderInfo struct {
-	ActorID   string     `json:"actorID"`
-	ActorType string     `json:"actorType"`
-	Name      string     `json:"name"`
-	Data      rawJSON    `json:"data"`
-	DueTime   string     `json:"dueTime"`
-	Period    string     `json:"period"`
-	TTL       string     `json:"ttl,omitempty"`
-	NextFire  *time.Time `json:"nextFire,omitempty"`
-}
-
-// rawJSON is JSON passed through verbatim; empty means null.
-type rawJSON []byte
-
-func (r rawJSON) MarshalJSON() ([]byte, error) {
-	if len(r) == 0 {
-		return []byte("null"), nil
-	}
-	return r, nil
-}
+type ReminderInfo = reminders.Info
 
 // Invoke calls an actor method. While an app registered with this silo has
 // not had its config read yet, a call to an unknown type waits for it, up to
@@ -164,7 +142,11 @@ func (s *Silo) CreateReminder(ctx context.Context, id actor.ID, req ReminderRequ
 	if s.cfg.Reminders == nil {
 		return errNoReminders
 	}
-	return s.cfg.Reminders.Create(ctx, id, req)
+	err := s.cfg.Reminders.Create(ctx, id, req)
+	if _, ok := errors.AsType[*reminders.InputError](err); ok {
+		return InputError{err}
+	}
+	return err
 }
 
 // GetReminder returns a reminder as registered.

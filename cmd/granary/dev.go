@@ -15,6 +15,7 @@ import (
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
 	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/silo"
 )
 
@@ -150,7 +151,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
 	})
-	rem, err := startReminders(ctx, rt, store, log)
+	rem, err := startReminders(rt, store, log)
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // shutdown drains in the order that loses nothing: the runtime first (the
 // gateway stays up so turns in flight can still save state), then reminders,
 // then app probes, then the gateway.
-func shutdown(rt *actor.Runtime, apps *callback.Registry, rem reminderService, gw *gateway.Server, grace time.Duration, log *slog.Logger) {
+func shutdown(rt *actor.Runtime, apps *callback.Registry, rem *reminders.Service, gw *gateway.Server, grace time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if rem != nil {

@@ -1,20 +1,20 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/granaryhq/granary/actor"
-	"github.com/granaryhq/granary/silo"
+	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/statestore"
 )
 
-// reminderService is the reminder service as granary dev runs it.
-type reminderService interface {
-	silo.Reminders
-	Stop()
-}
-
-func startReminders(ctx context.Context, rt *actor.Runtime, store statestore.Store, log *slog.Logger) (reminderService, error) {
-	return nil, nil
+// startReminders starts the reminder service of the dev silo and offers it
+// to native actors.
+func startReminders(rt *actor.Runtime, store statestore.Store, log *slog.Logger) (*reminders.Service, error) {
+	svc, err := reminders.New(reminders.Config{Store: store, Actors: rt, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	rt.SetReminders(svc)
+	return svc, nil
 }

@@ -1,0 +1,198 @@
+package reminders
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/granaryhq/granary/statestore"
+)
+
+// scanPage is how many records one index scan returns.
+const scanPage = 1000
+
+// typeChanged is the runtime's type watcher: it queues the change for the
+// loader, in order, without blocking.
+func (s *Service) typeChanged(name string, hosted bool) {
+	s.mu.Lock()
+	s.events = append(s.events, typeEvent{name: name, hosted: hosted})
+	s.mu.Unlock()
+	select {
+	case s.loadWake <- struct{}{}:
+	default:
+	}
+}
+
+// loadLoop loads the reminders of types as they become hosted and forgets
+// them when they stop being hosted.
+func (s *Service) loadLoop() {
+	defer s.sched.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.loadWake:
+		}
+		for {
+			s.mu.Lock()
+			if len(s.events) == 0 {
+				s.mu.Unlock()
+				break
+			}
+			ev := s.events[0]
+			s.events = s.events[1:]
+			s.mu.Unlock()
+			if ev.hosted {
+				s.load(ev.name)
+			} else {
+				s.forget(ev.name)
+			}
+		}
+	}
+}
+
+// forget drops the scheduled reminders of a type that is no longer hosted.
+// Their records stay stored.
+func (s *Service) forget(actorType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.entries {
+		if e.rec.ActorType == actorType {
+			s.dropLocked(e)
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Info("reminders of an unhosted type unscheduled", "type", actorType, "reminders", n)
+	}
+}
+
+// load schedules the stored reminders of a type that this silo owns. It
+// scans the type's index buckets; a key created, replaced or deleted while
+// the load runs keeps what that call did. It retries a failing store until
+// it succeeds, the type is no longer hosted, or the service stops.
+func (s *Service) load(actorType string) {
+	start := s.clock.Now()
+	s.mu.Lock()
+	s.loading[actorType] = map[string]bool{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.loading, actorType)
+		s.mu.Unlock()
+	}()
+	backoff := s.cfg.RetryBackoff
+	for {
+		loaded, overdue, err := s.loadOnce(actorType)
+		if err == nil {
+			s.log.Info("reminders loaded", "type", actorType, "reminders", loaded, "overdue", overdue,
+				"took", s.clock.Now().Sub(start).Round(time.Millisecond))
+			return
+		}
+		if errors.Is(err, errLoadAbandoned) {
+			return
+		}
+		s.log.Warn("loading reminders failed; retrying", "type", actorType, "retryIn", backoff, "err", err)
+		t := s.clock.NewTimer(backoff)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		backoff = min(2*backoff, s.cfg.MaxRetryBackoff)
+	}
+}
+
+var errLoadAbandoned = errors.New("reminder load abandoned")
+
+func (s *Service) loadOnce(actorType string) (loaded, overdue int64, err error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var (
+		next, nLoaded, nOverdue atomic.Int64
+		wg                      sync.WaitGroup
+		errOnce                 sync.Once
+		firstErr                error
+	)
+	now := s.clock.Now().UnixNano()
+	for range s.cfg.LoadConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && s.rt.Hosts(actorType) {
+				b := int(next.Add(1) - 1)
+				if b >= statestore.ReminderBuckets {
+					return
+				}
+				n, late, err := s.loadBucket(ctx, actorType, b, now)
+				nLoaded.Add(n)
+				nOverdue.Add(late)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-s.stop:
+		return 0, 0, errLoadAbandoned
+	default:
+	}
+	if !s.rt.Hosts(actorType) {
+		return 0, 0, errLoadAbandoned
+	}
+	return nLoaded.Load(), nOverdue.Load(), firstErr
+}
+
+// loadBucket schedules the reminders of one index bucket of a type.
+func (s *Service) loadBucket(ctx context.Context, actorType string, bucket int, now int64) (loaded, overdue int64, err error) {
+	index := statestore.ReminderIndex(actorType, bucket)
+	after := ""
+	for {
+		items, err := s.store.Scan(ctx, index, after, scanPage)
+		if err != nil {
+			return loaded, overdue, fmt.Errorf("scanning %s: %w", index, err)
+		}
+		for _, it := range items {
+			rec, err := decodeRecord(it.Value)
+			if err != nil || rec.ActorType != actorType {
+				s.log.Error("unreadable reminder record skipped", "key", it.Key, "err", err)
+				continue
+			}
+			if _, owned := s.cfg.Placement.Owns(rec.id()); !owned {
+				continue
+			}
+			s.mu.Lock()
+			if s.loading[actorType][it.Key] || s.entries[it.Key] != nil || s.stopped {
+				s.mu.Unlock()
+				continue
+			}
+			e := &entry{key: it.Key, rec: rec, next: rec.Next, idx: -1}
+			s.entries[it.Key] = e
+			s.pushLocked(e)
+			s.mu.Unlock()
+			loaded++
+			if rec.Next < now {
+				overdue++
+			}
+		}
+		if len(items) < scanPage {
+			return loaded, overdue, nil
+		}
+		after = items[len(items)-1].Key
+	}
+}

@@ -1,0 +1,425 @@
+// Package reminders keeps durable reminders. It stores each registration in
+// the state store beside the actor's state, schedules the reminders of the
+// actors this silo owns in one in-memory heap, fires them as turns on their
+// actors with bounded concurrency, and records each reminder's next due time
+// after its fire. Delivery is at least once: a fire whose record was not yet
+// updated when the process died is delivered again after restart.
+package reminders
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/reminders/schedule"
+	"github.com/granaryhq/granary/statestore"
+)
+
+// Actors is the actor runtime as the service uses it; *actor.Runtime is one.
+type Actors interface {
+	Remind(ctx context.Context, id actor.ID, call *actor.ReminderCall) (cancel bool, err error)
+	Fence(id actor.ID) (token uint64, active bool)
+	Hosts(actorType string) bool
+	WatchTypes(w actor.TypeWatcher)
+}
+
+// Config configures a Service. Store and Actors are required.
+type Config struct {
+	Store  statestore.Store
+	Actors Actors
+	// Placement decides which reminders this silo fires; nil means actor.SingleSilo.
+	Placement actor.Placement
+	Clock     clock.Clock
+	Logger    *slog.Logger
+
+	// Workers bounds the fires running at once (default 256), so a slow
+	// actor holds one worker and the others go on.
+	Workers int
+	// FlushInterval is how often the next due times of fired reminders are
+	// written, several fires of one reminder in between making one write
+	// (default 50ms).
+	FlushInterval time.Duration
+	// FlushConcurrency bounds the writes in flight while flushing (default 256).
+	FlushConcurrency int
+	// RetryBackoff is the delay before the first retry of a failed fire; it
+	// doubles on every retry up to MaxRetryBackoff (defaults 1s and 30s).
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// MaxRetries is how often a failed fire is retried before a periodic
+	// reminder waits for its next due time (default 5). A one-shot reminder
+	// is then retried every MaxRetryBackoff until it is delivered or deleted.
+	MaxRetries int
+	// LoadConcurrency bounds the index scans run at once when loading (default 8).
+	LoadConcurrency int
+	// StopTimeout bounds how long Stop waits for fires in flight (default 10s).
+	StopTimeout time.Duration
+	// Observe, when set, is called after every fire attempt (for metrics).
+	Observe func(Fire)
+}
+
+// Fire describes one fire attempt, for Config.Observe.
+type Fire struct {
+	ID       actor.ID
+	Name     string
+	Due      time.Time // when the reminder was due
+	Started  time.Time
+	Finished time.Time
+	Err      error
+}
+
+func (c *Config) setDefaults() {
+	if c.Placement == nil {
+		c.Placement = actor.SingleSilo{}
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Workers <= 0 {
+		c.Workers = 256
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 50 * time.Millisecond
+	}
+	if c.FlushConcurrency <= 0 {
+		c.FlushConcurrency = 256
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.MaxRetryBackoff <= 0 {
+		c.MaxRetryBackoff = 30 * time.Second
+	}
+	if c.MaxRetryBackoff < c.RetryBackoff {
+		c.MaxRetryBackoff = c.RetryBackoff
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 5
+	}
+	if c.LoadConcurrency <= 0 {
+		c.LoadConcurrency = 8
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 10 * time.Second
+	}
+}
+
+// Service schedules and fires the reminders of one silo.
+type Service struct {
+	cfg   Config
+	store statestore.Store
+	rt    Actors
+	clock clock.Clock
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry // by record key
+	due     dueHeap
+	dirty   map[string]pendingWrite
+	loading map[string]map[string]bool // type being loaded → keys written meanwhile
+	events  []typeEvent                // type changes for the loader, in order
+	stopped bool
+
+	// writeLocks order the store writes of one reminder key: a write takes
+	// the lock of its key, then checks under mu that it is still current.
+	writeLocks [256]sync.Mutex
+
+	wake     chan struct{} // a new earliest entry, or stop
+	loadWake chan struct{}
+	work     chan *entry
+	stop     chan struct{}
+	ctx      context.Context // fires run under it; cancelled when Stop gives up waiting
+	cancel   context.CancelFunc
+	sched    sync.WaitGroup // the scheduler, flusher and loader
+	workers  sync.WaitGroup
+	stopOnce sync.Once
+}
+
+type pendingWrite struct {
+	e      *entry
+	delete bool
+}
+
+type typeEvent struct {
+	name   string
+	hosted bool
+}
+
+// New starts a service; it loads the reminders of every type the runtime
+// hosts now or later. Call Stop to end it.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Actors == nil {
+		return nil, errors.New("reminders: Config.Store and Config.Actors are required")
+	}
+	cfg.setDefaults()
+	s := &Service{
+		cfg: cfg, store: cfg.Store, rt: cfg.Actors, clock: cfg.Clock, log: cfg.Logger,
+		entries:  map[string]*entry{},
+		dirty:    map[string]pendingWrite{},
+		loading:  map[string]map[string]bool{},
+		wake:     make(chan struct{}, 1),
+		loadWake: make(chan struct{}, 1),
+		work:     make(chan *entry),
+		stop:     make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for range cfg.Workers {
+		s.workers.Add(1)
+		go s.worker()
+	}
+	s.sched.Add(3)
+	go s.schedule()
+	go s.flushLoop()
+	go s.loadLoop()
+	cfg.Actors.WatchTypes(s.typeChanged)
+	return s, nil
+}
+
+// Stop stops firing, waits for the fires in flight (up to StopTimeout) and
+// writes the pending next due times. Reminders stay stored.
+func (s *Service) Stop() {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		close(s.stop)
+		s.sched.Wait()
+		close(s.work)
+		done := make(chan struct{})
+		go func() { s.workers.Wait(); close(done) }()
+		t := s.clock.NewTimer(s.cfg.StopTimeout)
+		select {
+		case <-done:
+			t.Stop()
+		case <-t.C():
+			s.log.Warn("reminder fires still running at stop; cancelling them", "timeout", s.cfg.StopTimeout)
+			s.cancel()
+			<-done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
+		defer cancel()
+		s.flush(ctx)
+		s.cancel()
+	})
+}
+
+// Len returns how many reminders this silo has scheduled.
+func (s *Service) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func (s *Service) writeLock(key string) *sync.Mutex {
+	var h uint32 = 2166136261
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &s.writeLocks[h%uint32(len(s.writeLocks))]
+}
+
+// InputError reports a registration that cannot be accepted as given.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// checkActor refuses reminders on types this silo does not host and on
+// actors it does not own, and returns the fencing token for writes.
+func (s *Service) checkActor(id actor.ID) (uint64, error) {
+	if !s.rt.Hosts(id.Type) {
+		return 0, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted, Reason: "reminders need a hosted type"}
+	}
+	return s.token(id)
+}
+
+// token is the fencing token for writes of the actor's records: its
+// activation's if it is active here, else the placement version.
+func (s *Service) token(id actor.ID) (uint64, error) {
+	if tok, active := s.rt.Fence(id); active {
+		return tok, nil
+	}
+	tok, owned := s.cfg.Placement.Owns(id)
+	if !owned {
+		return 0, fmt.Errorf("actor %s: %w", id, actor.ErrNotOwner)
+	}
+	return tok, nil
+}
+
+func fenceOf(id actor.ID, token uint64) *statestore.FenceCheck {
+	return &statestore.FenceCheck{Key: statestore.FenceKey(id.Type, id.ID), Token: token}
+}
+
+func indexOf(id actor.ID) string {
+	return statestore.ReminderIndex(id.Type, statestore.ReminderBucket(id.Type, id.ID))
+}
+
+// storeError adds context and turns a fencing refusal into the actor error.
+func storeError(op string, id actor.ID, name string, err error) error {
+	if errors.Is(err, statestore.ErrFenced) {
+		return fmt.Errorf("%s reminder %q of %s: %w: %w", op, name, id, actor.ErrFenced, err)
+	}
+	return fmt.Errorf("%s reminder %q of %s: %w", op, name, id, err)
+}
+
+// Create registers a reminder, replacing one of the same name. It returns
+// once the reminder is stored. Schedule errors are *InputError wrapping a
+// *schedule.FieldError.
+func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSpec) error {
+	if err := actor.ValidateName(spec.Name); err != nil {
+		return &InputError{fmt.Errorf("reminder name: %w", err)}
+	}
+	if len(spec.Data) > 0 && !json.Valid(spec.Data) {
+		return &InputError{errors.New("reminder data is not valid JSON")}
+	}
+	now := s.clock.Now()
+	sp, err := schedule.Parse(now, spec.DueTime, spec.Period, spec.TTL)
+	if err != nil {
+		return &InputError{err}
+	}
+	tok, err := s.checkActor(id)
+	if err != nil {
+		return err
+	}
+	e := &entry{
+		key: statestore.ReminderKey(id.Type, id.ID, spec.Name),
+		idx: -1,
+		rec: record{
+			ActorType: id.Type, ActorID: id.ID, Name: spec.Name, Data: spec.Data,
+			DueTime: spec.DueTime, Period: spec.Period, TTL: spec.TTL,
+			Registered: now.UnixNano(), Next: sp.First.UnixNano(),
+		},
+	}
+	if !sp.Expires.IsZero() {
+		e.rec.Expires = sp.Expires.UnixNano()
+	}
+	e.next = e.rec.Next
+	op, err := s.putOp(e.key, &e.rec, now)
+	if err != nil {
+		return err
+	}
+	lk := s.writeLock(e.key)
+	lk.Lock()
+	defer lk.Unlock()
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op}}); err != nil {
+		return storeError("storing", id, spec.Name, err)
+	}
+	s.mu.Lock()
+	s.touchLocked(id.Type, e.key)
+	if old := s.entries[e.key]; old != nil {
+		s.dropLocked(old)
+	}
+	delete(s.dirty, e.key)
+	if !s.stopped {
+		s.entries[e.key] = e
+		s.pushLocked(e)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// putOp is the store write of a record. The record expires from the store
+// with its TTL.
+func (s *Service) putOp(key string, rec *record, now time.Time) (statestore.Op, error) {
+	val, err := rec.encode()
+	if err != nil {
+		return statestore.Op{}, err
+	}
+	op := statestore.Op{Kind: statestore.Put, Key: key, Value: val, Index: indexOf(rec.id())}
+	if rec.Expires != 0 {
+		op.TTL = time.Unix(0, rec.Expires).Sub(now)
+		if op.TTL <= 0 {
+			op.TTL = time.Millisecond
+		}
+	}
+	return op, nil
+}
+
+// Get returns a reminder as stored; statestore.ErrNotFound when absent.
+func (s *Service) Get(ctx context.Context, id actor.ID, name string) (Info, error) {
+	if !s.rt.Hosts(id.Type) {
+		return Info{}, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted}
+	}
+	item, err := s.store.Get(ctx, statestore.ReminderKey(id.Type, id.ID, name))
+	if err != nil {
+		return Info{}, storeError("reading", id, name, err)
+	}
+	rec, err := decodeRecord(item.Value)
+	if err != nil {
+		return Info{}, storeError("reading", id, name, err)
+	}
+	return rec.info(), nil
+}
+
+// Delete removes a reminder; deleting an absent reminder succeeds.
+func (s *Service) Delete(ctx context.Context, id actor.ID, name string) error {
+	tok, err := s.checkActor(id)
+	if err != nil {
+		return err
+	}
+	key := statestore.ReminderKey(id.Type, id.ID, name)
+	lk := s.writeLock(key)
+	lk.Lock()
+	defer lk.Unlock()
+	op := statestore.Op{Kind: statestore.Delete, Key: key, Index: indexOf(id)}
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op}}); err != nil {
+		return storeError("deleting", id, name, err)
+	}
+	s.mu.Lock()
+	s.touchLocked(id.Type, key)
+	if e := s.entries[key]; e != nil {
+		s.dropLocked(e)
+	}
+	delete(s.dirty, key)
+	s.mu.Unlock()
+	return nil
+}
+
+// CreateReminder and DeleteReminder make the service the runtime's
+// actor.Reminders, for native actors.
+func (s *Service) CreateReminder(ctx context.Context, id actor.ID, spec actor.ReminderSpec) error {
+	return s.Create(ctx, id, spec)
+}
+
+// DeleteReminder removes a reminder of a native actor.
+func (s *Service) DeleteReminder(ctx context.Context, id actor.ID, name string) error {
+	return s.Delete(ctx, id, name)
+}
+
+// touchLocked notes a key written while its type is loading, so the load
+// does not bring back what was just replaced or deleted.
+func (s *Service) touchLocked(actorType, key string) {
+	if keys := s.loading[actorType]; keys != nil {
+		keys[key] = true
+	}
+}
+
+// pushLocked schedules e and wakes the scheduler if e is now the earliest.
+func (s *Service) pushLocked(e *entry) {
+	s.due.push(e)
+	if e.idx == 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// dropLocked forgets e: it leaves the heap and the map, and a fire or write
+// of it in flight does nothing more.
+func (s *Service) dropLocked(e *entry) {
+	e.gone = true
+	if e.idx >= 0 {
+		s.due.remove(int(e.idx))
+	}
+	if s.entries[e.key] == e {
+		delete(s.entries, e.key)
+	}
+}
