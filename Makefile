@@ -47,5 +47,10 @@ bench-gateway: build
 	$(GO) build -o $(BIN)/gatewaybench ./bench/cmd/gatewaybench
 	$(BIN)/gatewaybench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
 
+bench-store: build
+	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
+	$(GO) build -o $(BIN)/storebench ./bench/cmd/storebench
+	$(BIN)/storebench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
+
 clean:
 	rm -rf $(BIN)
