@@ -71,6 +71,7 @@ func New(backend Backend, cfg Config) *Server {
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.handleParseError,
+		Logger:                        serverLogger{cfg.Logger},
 		Name:                          "granary",
 		MaxRequestBodySize:            cfg.MaxBodySize,
 		ReadTimeout:                   5 * time.Minute,
@@ -82,6 +83,13 @@ func New(backend Backend, cfg Config) *Server {
 		ReduceMemoryUsage:             false,
 	}
 	return s
+}
+
+// serverLogger sends fasthttp's connection-level messages to the configured logger.
+type serverLogger struct{ log *slog.Logger }
+
+func (l serverLogger) Printf(format string, args ...any) {
+	l.log.Warn("gateway: " + fmt.Sprintf(format, args...))
 }
 
 // Serve accepts connections on ln until Shutdown.
