@@ -209,7 +209,11 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 	return newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
 }
 
-var headerErrorResponse = []byte("X-DaprErrorResponseHeader")
+var (
+	headerErrorResponse = []byte("X-DaprErrorResponseHeader")
+	headerCookie        = []byte("Cookie")
+	headerContentLength = []byte("Content-Length")
+)
 
 func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *apiError {
 	req := actor.Request{
@@ -224,6 +228,11 @@ func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *a
 	for k, v := range ctx.Request.Header.All() {
 		if bytes.EqualFold(k, headerReentrancyID) {
 			chain = v
+		}
+		if bytes.EqualFold(k, headerCookie) || bytes.EqualFold(k, headerContentLength) {
+			// fasthttp formats these into a buffer it reuses during the
+			// iteration; keep a copy.
+			v = bytes.Clone(v)
 		}
 		req.Header = append(req.Header, actor.HeaderField{Name: k, Value: v})
 	}
