@@ -101,6 +101,7 @@ func NewRegistry(rt Runtime, opts Options) *Registry {
 type App struct {
 	id   string
 	base string // base URL without trailing slash
+	path string // escaped path of the base URL without trailing slash, prefixed to actor calls
 	host string // Host header
 	hc   *fasthttp.HostClient
 	reg  *Registry
@@ -189,6 +190,7 @@ func (r *Registry) newApp(id string, u *url.URL) *App {
 	return &App{
 		id:   id,
 		base: strings.TrimSuffix(u.String(), "/"),
+		path: strings.TrimSuffix(u.EscapedPath(), "/"),
 		host: u.Host,
 		reg:  r,
 		hc: &fasthttp.HostClient{
@@ -219,7 +221,11 @@ func (r *Registry) Unregister(ctx context.Context, appID string) error {
 	r.mu.Unlock()
 	close(app.stop)
 	<-app.stopped
+	// Wait for a config read in flight, so that the types it registers are
+	// removed too; refresh does nothing once stop is closed.
+	app.refreshMu.Lock()
 	app.setTypes(ctx, nil)
+	app.refreshMu.Unlock()
 	app.hc.CloseIdleConnections()
 	r.log.Info("app unregistered", "app", appID)
 	return nil
@@ -276,6 +282,11 @@ func (r *Registry) Close(ctx context.Context) {
 func (a *App) refresh(ctx context.Context) error {
 	a.refreshMu.Lock()
 	defer a.refreshMu.Unlock()
+	select {
+	case <-a.stop:
+		return fmt.Errorf("app %s was unregistered", a.id)
+	default:
+	}
 	body, err := a.get(ctx, "/dapr/config", a.reg.opts.HealthTimeout+4*time.Second, true)
 	if err != nil {
 		a.markFailure(err)

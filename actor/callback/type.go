@@ -20,7 +20,7 @@ type appType struct {
 }
 
 func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, error) {
-	prefix := "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
+	prefix := t.app.path + "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
 	return &instance{app: t.app, id: id, prefix: prefix}, nil
 }
 
@@ -29,7 +29,7 @@ func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, erro
 type instance struct {
 	app    *App
 	id     actor.ID
-	prefix string // "/actors/{type}/{id}", escaped
+	prefix string // "{app path}/actors/{type}/{id}", escaped
 }
 
 // hopHeaders are not forwarded in either direction: they describe one
@@ -77,6 +77,9 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 		uri.SetQueryStringBytes(query)
 	}
 	req.Header.SetHost(a.host)
+	// Keep the Host header: the URI built above has no host, and without this
+	// the request would go out with an empty Host, which HTTP/1.1 servers refuse.
+	req.UseHostHeader = true
 	for _, h := range header {
 		if Forwarded(h.Name) {
 			req.Header.AddBytesKV(h.Name, h.Value)
@@ -117,6 +120,8 @@ func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Respon
 	if err != nil {
 		return nil, err
 	}
+	// Report the app's content type only: none sent means none, not fasthttp's default.
+	resp.Header.SetNoDefaultContentType(true)
 	out := &actor.Response{
 		Status:      resp.StatusCode(),
 		Body:        resp.Body(),
