@@ -9,26 +9,29 @@ import (
 )
 
 // appConfig is the body of GET /dapr/config. Unknown fields are ignored.
+// The settings are kept raw and decoded one by one, so a value of the wrong
+// JSON type costs only that setting, not the whole config.
 type appConfig struct {
-	Entities                []string           `json:"entities"`
-	ActorIdleTimeout        string             `json:"actorIdleTimeout"`
-	DrainOngoingCallTimeout string             `json:"drainOngoingCallTimeout"`
-	DrainRebalancedActors   *bool              `json:"drainRebalancedActors"`
-	Reentrancy              *reentrancyConfig  `json:"reentrancy"`
-	EntitiesConfig          []entityConfigJSON `json:"entitiesConfig"`
+	Entities []string `json:"entities"`
+	settings
+	EntitiesConfig []entityConfigJSON `json:"entitiesConfig"`
+}
+
+type settings struct {
+	ActorIdleTimeout        json.RawMessage `json:"actorIdleTimeout"`
+	DrainOngoingCallTimeout json.RawMessage `json:"drainOngoingCallTimeout"`
+	DrainRebalancedActors   json.RawMessage `json:"drainRebalancedActors"`
+	Reentrancy              json.RawMessage `json:"reentrancy"`
 }
 
 type reentrancyConfig struct {
-	Enabled       bool `json:"enabled"`
-	MaxStackDepth *int `json:"maxStackDepth"`
+	Enabled       json.RawMessage `json:"enabled"`
+	MaxStackDepth json.RawMessage `json:"maxStackDepth"`
 }
 
 type entityConfigJSON struct {
-	Entities                []string          `json:"entities"`
-	ActorIdleTimeout        string            `json:"actorIdleTimeout"`
-	DrainOngoingCallTimeout string            `json:"drainOngoingCallTimeout"`
-	DrainRebalancedActors   *bool             `json:"drainRebalancedActors"`
-	Reentrancy              *reentrancyConfig `json:"reentrancy"`
+	Entities []string `json:"entities"`
+	settings
 }
 
 // ParseConfig reads an app's /dapr/config body into per-type configurations.
@@ -45,7 +48,7 @@ func ParseConfig(body []byte) (types map[string]actor.TypeConfig, warnings []str
 	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
 
 	base := actor.DefaultTypeConfig()
-	applyCommon(&base, "", c.ActorIdleTimeout, c.DrainOngoingCallTimeout, c.DrainRebalancedActors, c.Reentrancy, warn)
+	applyCommon(&base, "", c.settings, warn)
 
 	types = make(map[string]actor.TypeConfig, len(c.Entities))
 	for _, name := range c.Entities {
@@ -64,41 +67,65 @@ func ParseConfig(body []byte) (types map[string]actor.TypeConfig, warnings []str
 				warn("entitiesConfig names %q, which is not in entities; ignored", name)
 				continue
 			}
-			applyCommon(&cfg, name, ec.ActorIdleTimeout, ec.DrainOngoingCallTimeout, ec.DrainRebalancedActors, ec.Reentrancy, warn)
+			applyCommon(&cfg, name, ec.settings, warn)
 			types[name] = cfg
 		}
 	}
 	return types, warnings, nil
 }
 
-func applyCommon(cfg *actor.TypeConfig, scope, idle, drain string, rebalance *bool, re *reentrancyConfig, warn func(string, ...any)) {
+func applyCommon(cfg *actor.TypeConfig, scope string, s settings, warn func(string, ...any)) {
 	where := "app config"
 	if scope != "" {
 		where = "entitiesConfig for " + scope
 	}
-	if d, ok := parsePositive(idle); ok {
-		cfg.IdleTimeout = d
-	} else if idle != "" {
-		warn("%s: actorIdleTimeout %q is not a positive Go duration; keeping %v", where, idle, cfg.IdleTimeout)
-	}
-	if d, ok := parsePositive(drain); ok {
-		cfg.DrainTimeout = d
-	} else if drain != "" {
-		warn("%s: drainOngoingCallTimeout %q is not a positive Go duration; keeping %v", where, drain, cfg.DrainTimeout)
-	}
-	if rebalance != nil {
-		cfg.DrainRebalanced = *rebalance
-	}
-	if re != nil {
-		cfg.Reentrancy = re.Enabled
-		if re.MaxStackDepth != nil {
-			if *re.MaxStackDepth > 0 {
-				cfg.MaxStackDepth = *re.MaxStackDepth
-			} else {
-				warn("%s: reentrancy.maxStackDepth %d is not positive; keeping %d", where, *re.MaxStackDepth, cfg.MaxStackDepth)
+	duration := func(field string, raw json.RawMessage, dst *time.Duration) {
+		if !present(raw) {
+			return
+		}
+		var text string
+		if err := json.Unmarshal(raw, &text); err == nil {
+			if d, ok := parsePositive(text); ok {
+				*dst = d
+				return
 			}
 		}
+		warn("%s: %s %s is not a positive Go duration string; keeping %v", where, field, raw, *dst)
 	}
+	duration("actorIdleTimeout", s.ActorIdleTimeout, &cfg.IdleTimeout)
+	duration("drainOngoingCallTimeout", s.DrainOngoingCallTimeout, &cfg.DrainTimeout)
+	if present(s.DrainRebalancedActors) {
+		if err := json.Unmarshal(s.DrainRebalancedActors, &cfg.DrainRebalanced); err != nil {
+			warn("%s: drainRebalancedActors %s is not a boolean; keeping %v", where, s.DrainRebalancedActors, cfg.DrainRebalanced)
+		}
+	}
+	if !present(s.Reentrancy) {
+		return
+	}
+	var re reentrancyConfig
+	if err := json.Unmarshal(s.Reentrancy, &re); err != nil {
+		warn("%s: reentrancy %s is not an object; keeping reentrancy %v", where, s.Reentrancy, cfg.Reentrancy)
+		return
+	}
+	var enabled bool
+	if err := json.Unmarshal(re.Enabled, &enabled); present(re.Enabled) && err != nil {
+		warn("%s: reentrancy.enabled %s is not a boolean; keeping %v", where, re.Enabled, cfg.Reentrancy)
+	} else {
+		cfg.Reentrancy = enabled
+	}
+	if present(re.MaxStackDepth) {
+		var depth int
+		if err := json.Unmarshal(re.MaxStackDepth, &depth); err != nil || depth <= 0 {
+			warn("%s: reentrancy.maxStackDepth %s is not a positive integer; keeping %d", where, re.MaxStackDepth, cfg.MaxStackDepth)
+		} else {
+			cfg.MaxStackDepth = depth
+		}
+	}
+}
+
+// present reports whether a setting was given (absent and null mean default).
+func present(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
 }
 
 func parsePositive(s string) (time.Duration, bool) {

@@ -58,6 +58,19 @@ func TestParseConfig(t *testing.T) {
 			want: map[string]actor.TypeConfig{"A": {IdleTimeout: 90 * time.Minute, DrainTimeout: 1500 * time.Millisecond, DrainRebalanced: false, Reentrancy: true, MaxStackDepth: 7}},
 		},
 		{
+			name: "settings of the wrong JSON type fall back to the default",
+			body: `{"entities":["A"],"actorIdleTimeout":3600,"drainOngoingCallTimeout":true,
+			 "drainRebalancedActors":"yes","reentrancy":{"enabled":true,"maxStackDepth":"5"}}`,
+			want:     map[string]actor.TypeConfig{"A": cfg(func(c *actor.TypeConfig) { c.Reentrancy = true })},
+			warnings: []string{"actorIdleTimeout 3600", "drainOngoingCallTimeout true", `drainRebalancedActors "yes"`, `maxStackDepth "5"`},
+		},
+		{
+			name:     "reentrancy of the wrong JSON type",
+			body:     `{"entities":["A"],"reentrancy":true}`,
+			want:     map[string]actor.TypeConfig{"A": def},
+			warnings: []string{"reentrancy true is not an object"},
+		},
+		{
 			name: "reentrancy enabled keeps the default depth",
 			body: `{"entities":["A"],"reentrancy":{"enabled":true}}`,
 			want: map[string]actor.TypeConfig{"A": cfg(func(c *actor.TypeConfig) { c.Reentrancy = true })},
