@@ -8,7 +8,7 @@ STORE=${STORE:-}
 
 APP_PORT=$APP_PORT DAPR_HTTP_PORT=$HTTP_PORT ./bin/counter-go &
 app_pid=$!
-trap 'kill $app_pid 2>/dev/null; wait $app_pid 2>/dev/null || true' EXIT
+trap 'kill $app_pid 2>/dev/null || true; wait $app_pid 2>/dev/null || true' EXIT
 
 args=(dev --http-port "$HTTP_PORT" --app-url "counter=http://127.0.0.1:$APP_PORT")
 if [ -n "$STORE" ]; then

@@ -111,6 +111,7 @@ type App struct {
 	mu       sync.Mutex
 	types    []string
 	healthy  bool
+	read     bool // its config has been read at least once
 	failures int
 	lastErr  string
 	stop     chan struct{}
@@ -255,7 +256,7 @@ func (r *Registry) Pending() bool {
 	defer r.mu.Unlock()
 	for _, a := range r.apps {
 		a.mu.Lock()
-		pending := !a.healthy
+		pending := !a.read
 		a.mu.Unlock()
 		if pending {
 			return true
@@ -308,7 +309,7 @@ func (a *App) refresh(ctx context.Context) error {
 		return err
 	}
 	a.mu.Lock()
-	a.healthy, a.failures, a.lastErr = true, 0, ""
+	a.healthy, a.read, a.failures, a.lastErr = true, true, 0, ""
 	a.mu.Unlock()
 	return nil
 }
