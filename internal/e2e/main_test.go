@@ -97,8 +97,10 @@ type cluster struct {
 	appPort  int
 	httpPort int
 	dataDir  string
-	base     string // the gateway's base URL
-	client   *http.Client
+	// granaryArgs are more flags for every start of granary dev.
+	granaryArgs []string
+	base        string // the gateway's base URL
+	client      *http.Client
 
 	appProc     *testutil.Proc
 	granaryProc *testutil.Proc
@@ -159,6 +161,7 @@ func (c *cluster) startGranaryAlone() {
 		"--data-dir", c.dataDir,
 		"--shutdown-timeout", "10s",
 	)
+	cmd.Args = append(cmd.Args, c.granaryArgs...)
 	cmd.Env = testutil.Env()
 	c.gwStarts++
 	c.granaryProc = testutil.Start(c.t, fmt.Sprintf("granary#%d", c.gwStarts), cmd)
