@@ -52,5 +52,9 @@ bench-store: build
 	$(GO) build -o $(BIN)/storebench ./bench/cmd/storebench
 	$(BIN)/storebench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
 
+bench-reminders: build
+	$(GO) build -o $(BIN)/reminderbench ./bench/cmd/reminderbench
+	$(BIN)/reminderbench --granary $(BIN)/granary --app $(BIN)/counter-go
+
 clean:
 	rm -rf $(BIN)

@@ -1,10 +1,12 @@
 package reminders
 
+import "github.com/granaryhq/granary/actor"
+
 // DecodeInfo decodes a stored record as Get reports it.
-func DecodeInfo(b []byte) (Info, error) {
+func DecodeInfo(id actor.ID, name string, b []byte) (Info, error) {
 	rec, err := decodeRecord(b)
 	if err != nil {
 		return Info{}, err
 	}
-	return rec.info(), nil
+	return rec.info(id, name), nil
 }

@@ -86,21 +86,21 @@ func (s *Service) fire(e *entry) {
 		s.mu.Unlock()
 		return
 	}
-	rec := e.rec
+	id, name := e.id(), e.name()
+	due, fired := e.due, e.fired
+	call := &actor.ReminderCall{Name: name, Data: e.data, DueTime: e.text.DueTime, Period: e.text.Period}
 	s.mu.Unlock()
-	id := rec.id()
 	if _, owned := s.cfg.Placement.Owns(id); !owned {
 		s.mu.Lock()
 		s.dropLocked(e)
 		s.mu.Unlock()
 		return
 	}
-	call := &actor.ReminderCall{Name: rec.Name, Data: rec.Data, DueTime: rec.DueTime, Period: rec.Period}
 	started := s.clock.Now()
 	cancel, err := s.rt.Remind(s.ctx, id, call)
 	finished := s.clock.Now()
 	if s.cfg.Observe != nil {
-		s.cfg.Observe(Fire{ID: id, Name: rec.Name, Due: time.Unix(0, rec.Next), Started: started, Finished: finished, Err: err})
+		s.cfg.Observe(Fire{ID: id, Name: name, Due: time.Unix(0, due), Started: started, Finished: finished, Err: err})
 	}
 
 	s.mu.Lock()
@@ -114,7 +114,7 @@ func (s *Service) fire(e *entry) {
 	}
 	e.tries = 0
 	if cancel {
-		s.log.Info("reminder cancelled by its actor", "actor", id.String(), "reminder", rec.Name)
+		s.log.Info("reminder cancelled by its actor", "actor", id.String(), "reminder", name)
 		s.finishLocked(e)
 		return
 	}
@@ -122,19 +122,19 @@ func (s *Service) fire(e *entry) {
 	if !ok {
 		return
 	}
-	fired := rec.Fired + 1
-	next, skipped, more := sp.NextFire(fired, time.Unix(0, rec.Next), finished)
+	fired++
+	next, skipped, more := sp.NextFire(int(fired), time.Unix(0, due), finished)
 	if skipped > 0 {
 		s.log.Info("reminder caught up: missed fires were delivered as one",
-			"actor", id.String(), "reminder", rec.Name, "missed", skipped, "due", time.Unix(0, rec.Next).UTC())
+			"actor", id.String(), "reminder", name, "missed", skipped, "due", time.Unix(0, due).UTC())
 	}
 	if !more {
 		s.finishLocked(e)
 		return
 	}
-	e.rec.Fired = fired
-	e.rec.Next = next.UnixNano()
-	e.next = e.rec.Next
+	e.fired = fired
+	e.due = next.UnixNano()
+	e.next = e.due
 	s.dirty[e.key] = pendingWrite{e: e}
 	if !s.stopped {
 		s.pushLocked(e)
@@ -161,13 +161,14 @@ func (s *Service) failedLocked(e *entry, id actor.ID, err error, now time.Time) 
 	if s.stopped {
 		return
 	}
+	name := e.name()
 	e.tries++
 	if int(e.tries) <= s.cfg.MaxRetries {
 		delay := s.cfg.RetryBackoff << (e.tries - 1)
 		if delay > s.cfg.MaxRetryBackoff || delay <= 0 {
 			delay = s.cfg.MaxRetryBackoff
 		}
-		s.log.Warn("reminder fire failed; retrying", "actor", id.String(), "reminder", e.rec.Name,
+		s.log.Warn("reminder fire failed; retrying", "actor", id.String(), "reminder", name,
 			"attempt", e.tries, "retryIn", delay, "err", err)
 		e.next = now.Add(delay).UnixNano()
 		s.pushLocked(e)
@@ -180,21 +181,21 @@ func (s *Service) failedLocked(e *entry, id actor.ID, err error, now time.Time) 
 	}
 	if sp.Every.IsZero() {
 		s.log.Error("one-shot reminder keeps failing; it stays registered and is retried",
-			"actor", id.String(), "reminder", e.rec.Name, "retryIn", s.cfg.MaxRetryBackoff, "err", err)
+			"actor", id.String(), "reminder", name, "retryIn", s.cfg.MaxRetryBackoff, "err", err)
 		e.next = now.Add(s.cfg.MaxRetryBackoff).UnixNano()
 		s.pushLocked(e)
 		return
 	}
-	next, _ := sp.Every.NextAfter(time.Unix(0, e.rec.Next), now)
+	next, _ := sp.Every.NextAfter(time.Unix(0, e.due), now)
 	if next.IsZero() || sp.Expired(next) {
-		s.log.Error("reminder failed and its schedule has ended; deleting it", "actor", id.String(), "reminder", e.rec.Name, "err", err)
+		s.log.Error("reminder failed and its schedule has ended; deleting it", "actor", id.String(), "reminder", name, "err", err)
 		s.finishLocked(e)
 		return
 	}
 	s.log.Error("reminder fire failed after retries; it stays registered and fires at its next due time",
-		"actor", id.String(), "reminder", e.rec.Name, "retries", s.cfg.MaxRetries, "next", next.UTC(), "err", err)
-	e.rec.Next = next.UnixNano()
-	e.next = e.rec.Next
+		"actor", id.String(), "reminder", name, "retries", s.cfg.MaxRetries, "next", next.UTC(), "err", err)
+	e.due = next.UnixNano()
+	e.next = e.due
 	s.dirty[e.key] = pendingWrite{e: e}
 	s.pushLocked(e)
 }
@@ -202,9 +203,10 @@ func (s *Service) failedLocked(e *entry, id actor.ID, err error, now time.Time) 
 // specLocked rebuilds e's schedule; a record that no longer parses is
 // dropped from memory (it stays stored) and reported.
 func (s *Service) specLocked(e *entry, id actor.ID) (schedule.Spec, bool) {
-	sp, err := schedule.Parse(time.Unix(0, e.rec.Registered), e.rec.DueTime, e.rec.Period, e.rec.TTL)
+	t := e.text
+	sp, err := schedule.Parse(time.Unix(0, e.registered), t.DueTime, t.Period, t.TTL)
 	if err != nil {
-		s.log.Error("stored reminder has a schedule that does not parse; not firing it", "actor", id.String(), "reminder", e.rec.Name, "err", err)
+		s.log.Error("stored reminder has a schedule that does not parse; not firing it", "actor", id.String(), "reminder", e.name(), "err", err)
 		s.dropLocked(e)
 		return schedule.Spec{}, false
 	}

@@ -1,19 +1,5 @@
 package reminders
 
-// entry is a reminder scheduled in memory. Its fields are guarded by
-// Service.mu. An entry is kept small: a silo may hold millions.
-type entry struct {
-	key  string // statestore.ReminderKey
-	rec  record
-	next int64 // when it fires next, Unix nanoseconds; differs from rec.Next while retrying
-	idx  int32 // position in the heap, or -1 when not in it
-	// tries counts failed deliveries of the current fire.
-	tries uint8
-	// gone is set when the entry was replaced, deleted or dropped: an
-	// in-flight fire or pending write of it must do nothing more.
-	gone bool
-}
-
 // dueHeap orders entries by next due time.
 type dueHeap []*entry
 

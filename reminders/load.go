@@ -61,7 +61,7 @@ func (s *Service) forget(actorType string) {
 	defer s.mu.Unlock()
 	n := 0
 	for _, e := range s.entries {
-		if e.rec.ActorType == actorType {
+		if e.key[len("actor{"):e.typeEnd] == actorType {
 			s.dropLocked(e)
 			n++
 		}
@@ -169,11 +169,15 @@ func (s *Service) loadBucket(ctx context.Context, actorType string, bucket int, 
 		}
 		for _, it := range items {
 			rec, err := decodeRecord(it.Value)
-			if err != nil || rec.ActorType != actorType {
+			var e *entry
+			if err == nil {
+				e, err = newEntry(it.Key, &rec)
+			}
+			if err != nil || e.id().Type != actorType {
 				s.log.Error("unreadable reminder record skipped", "key", it.Key, "err", err)
 				continue
 			}
-			if _, owned := s.cfg.Placement.Owns(rec.id()); !owned {
+			if _, owned := s.cfg.Placement.Owns(e.id()); !owned {
 				continue
 			}
 			s.mu.Lock()
@@ -181,7 +185,6 @@ func (s *Service) loadBucket(ctx context.Context, actorType string, bucket int, 
 				s.mu.Unlock()
 				continue
 			}
-			e := &entry{key: it.Key, rec: rec, next: rec.Next, idx: -1}
 			s.entries[it.Key] = e
 			s.pushLocked(e)
 			s.mu.Unlock()

@@ -3,26 +3,117 @@ package reminders
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/statestore"
 )
 
-// record is a reminder as stored under statestore.ReminderKey. It holds the
-// registration as given, the registration time (the schedule is rebuilt from
-// these by schedule.Parse), the next due time and the count of delivered fires.
+// record is a reminder as stored under statestore.ReminderKey, which names
+// its actor and itself. It holds the registration's schedule as given and
+// the registration time (schedule.Parse rebuilds the schedule from these),
+// the next due time and the count of delivered fires. Kept short: a silo may
+// store millions.
 type record struct {
-	ActorType  string          `json:"actorType"`
-	ActorID    string          `json:"actorID"`
-	Name       string          `json:"name"`
 	Data       json.RawMessage `json:"data,omitempty"`
 	DueTime    string          `json:"dueTime,omitempty"`
 	Period     string          `json:"period,omitempty"`
 	TTL        string          `json:"ttl,omitempty"`
-	Registered int64           `json:"registered"` // Unix nanoseconds
-	Next       int64           `json:"next"`       // Unix nanoseconds
-	Fired      int             `json:"fired,omitempty"`
-	Expires    int64           `json:"expires,omitempty"` // Unix nanoseconds; 0 means never
+	Registered int64           `json:"reg"`             // Unix nanoseconds
+	Next       int64           `json:"next"`            // Unix nanoseconds
+	Fired      int32           `json:"fired,omitempty"` // delivered fires
+	Expires    int64           `json:"exp,omitempty"`   // Unix nanoseconds; 0 means never
+}
+
+// entry is a reminder this silo schedules. Its fields are guarded by
+// Service.mu. The actor and the reminder name are read from the key, and the
+// schedule text is shared between reminders registered alike.
+type entry struct {
+	key     string // statestore.ReminderKey
+	typeEnd uint16 // key[len("actor{"):typeEnd] is the actor type
+	idEnd   uint16 // key[typeEnd+1:idEnd] is the actor ID
+	text    *scheduleText
+	data    json.RawMessage
+
+	registered int64 // Unix nanoseconds, as stored
+	due        int64 // the next due time, as stored
+	expires    int64
+	fired      int32
+
+	next  int64 // when it fires next: due, or a retry time
+	idx   int32 // position in the heap, or -1 when not in it
+	tries uint8 // failed deliveries of the current fire
+	// gone is set when the entry was replaced, deleted or dropped: an
+	// in-flight fire or pending write of it must do nothing more.
+	gone bool
+}
+
+// scheduleText is a registration's schedule as given.
+type scheduleText struct{ DueTime, Period, TTL string }
+
+// newEntry makes an entry for a record stored under key.
+func newEntry(key string, rec *record) (*entry, error) {
+	typ, id, _, ok := statestore.ParseReminderKey(key)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a reminder key", key)
+	}
+	if len(key) > math.MaxUint16 {
+		return nil, fmt.Errorf("reminder key of %d bytes is too long", len(key))
+	}
+	typeEnd := len("actor{") + len(typ)
+	e := &entry{
+		key:     key,
+		typeEnd: uint16(typeEnd),
+		idEnd:   uint16(typeEnd + 1 + len(id)),
+		text:    internText(scheduleText{rec.DueTime, rec.Period, rec.TTL}),
+		data:    rec.Data,
+
+		registered: rec.Registered,
+		due:        rec.Next,
+		expires:    rec.Expires,
+		fired:      rec.Fired,
+		next:       rec.Next,
+		idx:        -1,
+	}
+	return e, nil
+}
+
+func (e *entry) id() actor.ID {
+	return actor.ID{Type: e.key[len("actor{"):e.typeEnd], ID: e.key[e.typeEnd+1 : e.idEnd]}
+}
+
+func (e *entry) name() string { return e.key[int(e.idEnd)+len("}/reminder/"):] }
+
+func (e *entry) record() record {
+	return record{
+		Data: e.data, DueTime: e.text.DueTime, Period: e.text.Period, TTL: e.text.TTL,
+		Registered: e.registered, Next: e.due, Fired: e.fired, Expires: e.expires,
+	}
+}
+
+// Schedule texts are interned: most reminders share a few ("0s", "1m",
+// "@hourly"), and one copy serves them all. The table stops growing at
+// maxInterned distinct texts; later ones get their own copy.
+const maxInterned = 1 << 16
+
+var interned = struct {
+	sync.Mutex
+	m map[scheduleText]*scheduleText
+}{m: map[scheduleText]*scheduleText{}}
+
+func internText(t scheduleText) *scheduleText {
+	interned.Lock()
+	defer interned.Unlock()
+	if p := interned.m[t]; p != nil {
+		return p
+	}
+	p := &t
+	if len(interned.m) < maxInterned {
+		interned.m[t] = p
+	}
+	return p
 }
 
 func decodeRecord(b []byte) (record, error) {
@@ -30,16 +121,13 @@ func decodeRecord(b []byte) (record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return record{}, fmt.Errorf("reminder record: %w", err)
 	}
-	if r.ActorType == "" || r.ActorID == "" || r.Name == "" {
-		return record{}, fmt.Errorf("reminder record: missing actor type, actor ID or name")
-	}
 	return r, nil
 }
 
 func (r *record) encode() ([]byte, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("reminder %q: encoding its record: %w", r.Name, err)
+		return nil, fmt.Errorf("encoding a reminder record: %w", err)
 	}
 	return b, nil
 }
@@ -57,16 +145,14 @@ type Info struct {
 	NextFire time.Time `json:"nextFire"`
 }
 
-func (r *record) info() Info {
+func (r *record) info(id actor.ID, name string) Info {
 	data := r.Data
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	}
 	return Info{
-		ActorID: r.ActorID, ActorType: r.ActorType, Name: r.Name, Data: data,
+		ActorID: id.ID, ActorType: id.Type, Name: name, Data: data,
 		DueTime: r.DueTime, Period: r.Period, TTL: r.TTL,
 		NextFire: time.Unix(0, r.Next).UTC(),
 	}
 }
-
-func (r *record) id() actor.ID { return actor.ID{Type: r.ActorType, ID: r.ActorID} }

@@ -218,11 +218,15 @@ func (s *Service) Len() int {
 }
 
 func (s *Service) writeLock(key string) *sync.Mutex {
+	return &s.writeLocks[s.writeLockIndex(key)]
+}
+
+func (s *Service) writeLockIndex(key string) int {
 	var h uint32 = 2166136261
 	for i := 0; i < len(key); i++ {
 		h = (h ^ uint32(key[i])) * 16777619
 	}
-	return &s.writeLocks[h%uint32(len(s.writeLocks))]
+	return int(h % uint32(len(s.writeLocks)))
 }
 
 // InputError reports a registration that cannot be accepted as given.
@@ -288,20 +292,18 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 	if err != nil {
 		return err
 	}
-	e := &entry{
-		key: statestore.ReminderKey(id.Type, id.ID, spec.Name),
-		idx: -1,
-		rec: record{
-			ActorType: id.Type, ActorID: id.ID, Name: spec.Name, Data: spec.Data,
-			DueTime: spec.DueTime, Period: spec.Period, TTL: spec.TTL,
-			Registered: now.UnixNano(), Next: sp.First.UnixNano(),
-		},
+	rec := record{
+		Data: spec.Data, DueTime: spec.DueTime, Period: spec.Period, TTL: spec.TTL,
+		Registered: now.UnixNano(), Next: sp.First.UnixNano(),
 	}
 	if !sp.Expires.IsZero() {
-		e.rec.Expires = sp.Expires.UnixNano()
+		rec.Expires = sp.Expires.UnixNano()
 	}
-	e.next = e.rec.Next
-	op, err := s.putOp(e.key, &e.rec, now)
+	e, err := newEntry(statestore.ReminderKey(id.Type, id.ID, spec.Name), &rec)
+	if err != nil {
+		return &InputError{err}
+	}
+	op, err := s.putOp(id, e.key, &rec, now)
 	if err != nil {
 		return err
 	}
@@ -327,12 +329,12 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 
 // putOp is the store write of a record. The record expires from the store
 // with its TTL.
-func (s *Service) putOp(key string, rec *record, now time.Time) (statestore.Op, error) {
+func (s *Service) putOp(id actor.ID, key string, rec *record, now time.Time) (statestore.Op, error) {
 	val, err := rec.encode()
 	if err != nil {
 		return statestore.Op{}, err
 	}
-	op := statestore.Op{Kind: statestore.Put, Key: key, Value: val, Index: indexOf(rec.id())}
+	op := statestore.Op{Kind: statestore.Put, Key: key, Value: val, Index: indexOf(id)}
 	if rec.Expires != 0 {
 		op.TTL = time.Unix(0, rec.Expires).Sub(now)
 		if op.TTL <= 0 {
@@ -355,7 +357,7 @@ func (s *Service) Get(ctx context.Context, id actor.ID, name string) (Info, erro
 	if err != nil {
 		return Info{}, storeError("reading", id, name, err)
 	}
-	return rec.info(), nil
+	return rec.info(id, name), nil
 }
 
 // Delete removes a reminder; deleting an absent reminder succeeds.

@@ -530,7 +530,7 @@ func readInfo(store statestore.Store, id, name string) (reminders.Info, error) {
 	if err != nil {
 		return reminders.Info{}, err
 	}
-	return reminders.DecodeInfo(item.Value)
+	return reminders.DecodeInfo(actor.ID{Type: "T", ID: id}, name, item.Value)
 }
 
 func TestConcurrentCreateDeleteWhileFiring(t *testing.T) {

@@ -93,3 +93,27 @@ func ReminderIndex(actorType string, bucket int) string {
 	b.WriteByte('}')
 	return b.String()
 }
+
+// ParseReminderKey splits a key made by ReminderKey into its parts; ok is
+// false for any other key.
+func ParseReminderKey(key string) (actorType, actorID, name string, ok bool) {
+	rest, found := strings.CutPrefix(key, "actor{")
+	if !found {
+		return "", "", "", false
+	}
+	actorType, rest, found = strings.Cut(rest, "/")
+	if !found || actorType == "" {
+		return "", "", "", false
+	}
+	// The ID cannot hold "/", so the next one ends "}" + ID.
+	actorID, rest, found = strings.Cut(rest, "/")
+	if !found || !strings.HasSuffix(actorID, "}") || len(actorID) < 2 {
+		return "", "", "", false
+	}
+	actorID = actorID[:len(actorID)-1]
+	name, found = strings.CutPrefix(rest, "reminder/")
+	if !found || name == "" {
+		return "", "", "", false
+	}
+	return actorType, actorID, name, true
+}

@@ -63,3 +63,37 @@ func TestTxnValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseReminderKey(t *testing.T) {
+	for _, c := range []struct{ typ, id, name string }{
+		{"Counter", "a", "tick"},
+		{"T}x", "i}d", "n}/"[:2]},
+		{"é", "}", "with space"},
+	} {
+		typ, id, name, ok := ParseReminderKey(ReminderKey(c.typ, c.id, c.name))
+		if !ok || typ != c.typ || id != c.id || name != c.name {
+			t.Errorf("ParseReminderKey(ReminderKey(%q, %q, %q)) = %q, %q, %q, %v", c.typ, c.id, c.name, typ, id, name, ok)
+		}
+	}
+	for _, bad := range []string{
+		"", "actor{", "actor{T/I}/state/k", "actor{T/I}/reminder/", "actor{/I}/reminder/n",
+		"actor{T/I/reminder/n", "actor{T/}/reminder/n", FenceKey("T", "I"), "reminders{T/000}",
+	} {
+		if _, _, _, ok := ParseReminderKey(bad); ok {
+			t.Errorf("ParseReminderKey(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseReminderKey(f *testing.F) {
+	f.Add("Counter", "a", "tick")
+	f.Fuzz(func(t *testing.T, typ, id, name string) {
+		if strings.Contains(typ, "/") || strings.Contains(id, "/") || typ == "" || id == "" || name == "" {
+			return
+		}
+		gt, gi, gn, ok := ParseReminderKey(ReminderKey(typ, id, name))
+		if !ok || gt != typ || gi != id || gn != name {
+			t.Fatalf("round trip of %q %q %q gave %q %q %q %v", typ, id, name, gt, gi, gn, ok)
+		}
+	})
+}
