@@ -119,7 +119,12 @@ type counterApp struct {
 }
 
 func newCounterApp(cfg config, log *slog.Logger) *counterApp {
-	return &counterApp{cfg: cfg, client: &http.Client{Timeout: 10 * time.Second}, log: log, counts: map[string]int64{}}
+	return &counterApp{cfg: cfg, client: &http.Client{
+		Timeout: 10 * time.Second,
+		// Turns run concurrently on many actors; keep a connection to the
+		// sidecar for each instead of net/http's default of two.
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	}, log: log, counts: map[string]int64{}}
 }
 
 // handler routes the actor callback protocol. Any other route is a 404.
