@@ -17,8 +17,20 @@ const scanPage = 1000
 // typeChanged is the runtime's type watcher: it queues the change for the
 // loader, in order, without blocking.
 func (s *Service) typeChanged(name string, hosted bool) {
+	s.queue(typeEvent{name: name, hosted: hosted})
+}
+
+// PlacementChanged tells the service that the placement table changed: it
+// stops firing the reminders of actors this silo no longer owns and loads
+// those of actors it now owns. It returns at once; the work is done in the
+// background, in order with type changes.
+func (s *Service) PlacementChanged() {
+	s.queue(typeEvent{rebalance: true})
+}
+
+func (s *Service) queue(ev typeEvent) {
 	s.mu.Lock()
-	s.events = append(s.events, typeEvent{name: name, hosted: hosted})
+	s.events = append(s.events, ev)
 	s.mu.Unlock()
 	select {
 	case s.loadWake <- struct{}{}:
@@ -45,9 +57,14 @@ func (s *Service) loadLoop() {
 			ev := s.events[0]
 			s.events = s.events[1:]
 			s.mu.Unlock()
-			if ev.hosted {
+			switch {
+			case ev.rebalance:
+				s.rebalance()
+			case ev.hosted:
+				s.hosted[ev.name] = true
 				s.load(ev.name)
-			} else {
+			default:
+				delete(s.hosted, ev.name)
 				s.forget(ev.name)
 			}
 		}
@@ -68,6 +85,29 @@ func (s *Service) forget(actorType string) {
 	}
 	if n > 0 {
 		s.log.Info("reminders of an unhosted type unscheduled", "type", actorType, "reminders", n)
+	}
+}
+
+// rebalance drops the reminders of actors this silo no longer owns, then
+// loads every hosted type again: the load skips what is already scheduled
+// and picks up the reminders of actors that moved here.
+func (s *Service) rebalance() {
+	s.mu.Lock()
+	dropped := 0
+	for _, e := range s.entries {
+		if _, owned := s.cfg.Placement.Owns(e.id()); !owned {
+			s.dropLocked(e)
+			dropped++
+		}
+	}
+	s.mu.Unlock()
+	if dropped > 0 {
+		s.log.Info("placement changed: reminders of actors owned elsewhere unscheduled", "reminders", dropped)
+	}
+	for name := range s.hosted {
+		if s.rt.Hosts(name) {
+			s.load(name)
+		}
 	}
 }
 

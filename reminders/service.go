@@ -125,6 +125,7 @@ type Service struct {
 	dirty   map[string]pendingWrite
 	loading map[string]map[string]bool // type being loaded → keys written meanwhile
 	events  []typeEvent                // type changes for the loader, in order
+	hosted  map[string]bool            // types loaded or being loaded; the loader's own
 	stopped bool
 
 	// writeLocks order the store writes of one reminder key: a write takes
@@ -147,9 +148,12 @@ type pendingWrite struct {
 	delete bool
 }
 
+// typeEvent is work for the loader: a type starting or stopping being
+// hosted, or (with rebalance set) a placement change.
 type typeEvent struct {
-	name   string
-	hosted bool
+	name      string
+	hosted    bool
+	rebalance bool
 }
 
 // New starts a service; it loads the reminders of every type the runtime
@@ -164,6 +168,7 @@ func New(cfg Config) (*Service, error) {
 		entries:  map[string]*entry{},
 		dirty:    map[string]pendingWrite{},
 		loading:  map[string]map[string]bool{},
+		hosted:   map[string]bool{},
 		wake:     make(chan struct{}, 1),
 		loadWake: make(chan struct{}, 1),
 		work:     make(chan *entry),

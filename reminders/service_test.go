@@ -96,7 +96,14 @@ type harness struct {
 // start runs a runtime hosting type "T" and a reminder service on store.
 func start(t *testing.T, store statestore.Store, p *pinger, cfg reminders.Config) *harness {
 	t.Helper()
-	rt, err := actor.New(actor.Config{Store: store, Logger: quiet()})
+	return startPlaced(t, store, p, cfg, nil)
+}
+
+// startPlaced is start with a placement deciding which actors the silo owns.
+func startPlaced(t *testing.T, store statestore.Store, p *pinger, cfg reminders.Config, placement actor.Placement) *harness {
+	t.Helper()
+	cfg.Placement = placement
+	rt, err := actor.New(actor.Config{Store: store, Logger: quiet(), Placement: placement})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,6 +577,82 @@ func TestConcurrentCreateDeleteWhileFiring(t *testing.T) {
 		}
 		if h.svc.Len() != len(ids) {
 			t.Fatalf("%d reminders scheduled, %d stored", h.svc.Len(), len(ids))
+		}
+	})
+}
+
+// ring is a placement table shared by test silos: one silo owns every actor.
+type ring struct {
+	mu      sync.Mutex
+	version uint64
+	owner   string
+}
+
+func (r *ring) set(version uint64, owner string) {
+	r.mu.Lock()
+	r.version, r.owner = version, owner
+	r.mu.Unlock()
+}
+
+// view is the ring as one silo sees it.
+type view struct {
+	r    *ring
+	self string
+}
+
+func (v view) Owns(actor.ID) (uint64, bool) {
+	v.r.mu.Lock()
+	defer v.r.mu.Unlock()
+	return v.r.version, v.r.owner == v.self
+}
+
+func TestPlacementChangeMovesReminders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memstore.New()
+		defer store.Close()
+		r := &ring{version: 1, owner: "A"}
+		pa, pb := newPinger(), newPinger()
+		a := startPlaced(t, store, pa, reminders.Config{}, view{r, "A"})
+		defer a.stop()
+		b := startPlaced(t, store, pb, reminders.Config{}, view{r, "B"})
+		defer b.stop()
+		t0 := time.Now()
+		a.create("x", "tick", "1s", "1s", "")
+		err := b.svc.Create(context.Background(), actor.ID{Type: "T", ID: "x"}, actor.ReminderSpec{Name: "other", DueTime: "1s"})
+		if !errors.Is(err, actor.ErrNotOwner) {
+			t.Fatalf("registration on a silo that does not own the actor: %v", err)
+		}
+		sleep(2500 * time.Millisecond) // A fires at 1s and 2s
+
+		r.set(2, "B")
+		a.svc.PlacementChanged()
+		b.svc.PlacementChanged()
+		synctest.Wait()
+		if a.svc.Len() != 0 || b.svc.Len() != 1 {
+			t.Fatalf("after the move A schedules %d and B %d reminders, want 0 and 1", a.svc.Len(), b.svc.Len())
+		}
+		sleep(3 * time.Second)
+		ticks := map[time.Duration]string{}
+		for silo, p := range map[string]*pinger{"A": pa, "B": pb} {
+			for _, at := range p.firesOf("x", "tick") {
+				d := at.Sub(t0)
+				if other, dup := ticks[d]; dup {
+					t.Fatalf("tick +%v fired on %s and %s", d, other, silo)
+				}
+				ticks[d] = silo
+			}
+		}
+		if len(pa.firesOf("x", "tick")) != 2 || len(pb.firesOf("x", "tick")) < 2 {
+			t.Fatalf("fires: A %v, B %v; want A to stop after 2 and B to go on", pa.firesOf("x", "tick"), pb.firesOf("x", "tick"))
+		}
+		// A's runtime still believes in its old activation; its writes are
+		// refused now that B's activation holds a newer fence.
+		err = a.store.Transact(context.Background(), statestore.Txn{
+			Fence: &statestore.FenceCheck{Key: statestore.FenceKey("T", "x"), Token: 1},
+			Ops:   []statestore.Op{{Kind: statestore.Put, Key: statestore.ReminderKey("T", "x", "tick"), Value: []byte("{}")}},
+		})
+		if !errors.Is(err, statestore.ErrFenced) {
+			t.Fatalf("stale owner's write: %v, want ErrFenced", err)
 		}
 	})
 }
