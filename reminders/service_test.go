@@ -63,6 +63,12 @@ type pingerActor struct {
 }
 
 func (a *pingerActor) Invoke(ctx context.Context, method string, body []byte) ([]byte, error) {
+	switch method {
+	case "arm": // a reminder registered from inside a turn, through Self
+		return nil, a.self.CreateReminder(ctx, actor.ReminderSpec{Name: "self", Data: body, DueTime: "1s", Period: "1s"})
+	case "disarm":
+		return nil, a.self.DeleteReminder(ctx, "self")
+	}
 	return []byte(`{}`), nil
 }
 
@@ -653,6 +659,44 @@ func TestPlacementChangeMovesReminders(t *testing.T) {
 		})
 		if !errors.Is(err, statestore.ErrFenced) {
 			t.Fatalf("stale owner's write: %v, want ErrFenced", err)
+		}
+	})
+}
+
+func TestNativeActorManagesItsReminders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPinger()
+		h := start(t, memstore.New(), p, reminders.Config{})
+		defer h.stop()
+		ctx := context.Background()
+		id := actor.ID{Type: "T", ID: "n"}
+		call := func(method string) {
+			t.Helper()
+			resp, err := h.rt.Invoke(ctx, id, &actor.Request{Method: method, Body: []byte(`"hi"`)})
+			if err != nil {
+				t.Fatalf("%s: %v", method, err)
+			}
+			resp.Release()
+		}
+		call("arm")
+		sleep(2500 * time.Millisecond)
+		fires := p.firesOf("n", "self")
+		if len(fires) != 2 {
+			t.Fatalf("reminder armed through Self fired %d times in 2.5s, want 2", len(fires))
+		}
+		p.mu.Lock()
+		data := p.fires[0].data
+		p.mu.Unlock()
+		if data != `"hi"` {
+			t.Fatalf("reminder data %q, want %q", data, `"hi"`)
+		}
+		call("disarm")
+		sleep(3 * time.Second)
+		if n := len(p.firesOf("n", "self")); n != 2 {
+			t.Fatalf("disarmed reminder fired again: %d fires", n)
+		}
+		if _, ok := h.stored("n", "self"); ok {
+			t.Fatal("disarmed reminder still stored")
 		}
 	})
 }
