@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -456,19 +457,24 @@ func splitPath(p []byte) ([]string, *apiError) {
 	if len(p) == 0 || p[0] != '/' {
 		return nil, malformed("request path must start with /")
 	}
+	// One string for the whole path; segments are slices of it.
+	rest := string(p[1:])
 	segs := make([]string, 0, 8)
-	for _, seg := range bytes.Split(p[1:], []byte{'/'}) {
-		if bytes.IndexByte(seg, '%') < 0 {
-			segs = append(segs, string(seg))
-			continue
+	for {
+		seg, tail, more := strings.Cut(rest, "/")
+		if strings.IndexByte(seg, '%') >= 0 {
+			dec, err := url.PathUnescape(seg)
+			if err != nil {
+				return nil, badRequest(fmt.Sprintf("request path segment %q is not valid percent-encoding", seg))
+			}
+			seg = dec
 		}
-		dec, err := url.PathUnescape(string(seg))
-		if err != nil {
-			return nil, badRequest(fmt.Sprintf("request path segment %q is not valid percent-encoding", seg))
+		segs = append(segs, seg)
+		if !more {
+			return segs, nil
 		}
-		segs = append(segs, dec)
+		rest = tail
 	}
-	return segs, nil
 }
 
 func joinPath(segs []string) string {
