@@ -10,18 +10,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchproc"
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
@@ -34,11 +32,7 @@ type options struct {
 	stopGrace        time.Duration
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchproc.Main(run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
@@ -56,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	printReport(stdout, rep)
 	if o.jsonPath != "" {
-		if err := writeJSON(o.jsonPath, rep); err != nil {
+		if err := benchproc.WriteJSON(o.jsonPath, rep); err != nil {
 			fmt.Fprintln(stderr, "gatewaybench:", err)
 			return 1
 		}
@@ -90,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	for _, bin := range []string{o.granary, o.echoapp} {
-		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if !benchproc.Executable(bin) {
 			err := fmt.Errorf("%s is not an executable file (build it first; `make bench-gateway` does)", bin)
 			fmt.Fprintln(stderr, "gatewaybench:", err)
 			return o, err
@@ -118,15 +112,13 @@ type scenario struct {
 
 // bench starts the processes, runs the four loads and stops everything.
 func bench(ctx context.Context, o options, out io.Writer) (rep report, err error) {
-	progress := func(format string, args ...any) {
-		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-	}
+	progress := func(format string, args ...any) { benchproc.Progress(out, format, args...) }
 	dir, err := os.MkdirTemp("", "gatewaybench-")
 	if err != nil {
 		return rep, fmt.Errorf("temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(2)
+	ports, err := benchproc.FreePorts(2)
 	if err != nil {
 		return rep, err
 	}
@@ -137,29 +129,29 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	appAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	gwAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 
-	var procs []*process // stopped in reverse order: granary first, then the app it calls
+	var procs []*benchproc.Process // stopped in reverse order: granary first, then the app it calls
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			p := procs[i]
 			if err != nil && ctx.Err() == nil {
-				fmt.Fprintf(out, "--- last lines of %s's log ---\n%s\n", p.name, p.tail(30))
+				fmt.Fprintf(out, "--- last lines of %s's log ---\n%s\n", p.Name, p.Tail(30))
 			}
-			if stopErr := p.stop(o.stopGrace); stopErr != nil {
+			if stopErr := p.Stop(o.stopGrace); stopErr != nil {
 				fmt.Fprintln(out, "gatewaybench:", stopErr)
 			}
 		}
 	}()
-	startAndWait := func(name, addr, bin string, args []string, readyMethod, readyURL string, readyStatus int) (*process, error) {
-		p, err := startProcess(name, dir, bin, args...)
+	startAndWait := func(name, addr, bin string, args []string, readyMethod, readyURL string, readyStatus int) (*benchproc.Process, error) {
+		p, err := benchproc.Start(name, dir, bin, nil, args...)
 		if err != nil {
 			return nil, err
 		}
 		procs = append(procs, p)
 		began := time.Now()
-		if err := waitForStatus(ctx, p, readyMethod, readyURL, readyStatus, 10*time.Second); err != nil {
+		if err := p.WaitForStatus(ctx, readyMethod, readyURL, readyStatus, 10*time.Second); err != nil {
 			return nil, fmt.Errorf("%s not ready: %w", name, err)
 		}
-		progress("%s ready on %s (pid %d) after %v", name, addr, p.pid(), time.Since(began).Round(time.Millisecond))
+		progress("%s ready on %s (pid %d) after %v", name, addr, p.Pid(), time.Since(began).Round(time.Millisecond))
 		return p, nil
 	}
 	if _, err = startAndWait("echoapp", appAddr, o.echoapp, []string{"--port", strconv.Itoa(ports[0])},
@@ -173,7 +165,7 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	if err != nil {
 		return rep, err
 	}
-	if err = waitForStatus(ctx, granary, "POST", "http://"+gwAddr+"/v1.0/actors/Echo/warm/method/echo", 200, 10*time.Second); err != nil {
+	if err = granary.WaitForStatus(ctx, "POST", "http://"+gwAddr+"/v1.0/actors/Echo/warm/method/echo", 200, 10*time.Second); err != nil {
 		return rep, fmt.Errorf("the gateway does not serve actor type Echo: %w", err)
 	}
 
@@ -205,31 +197,20 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 			Connections: sc.conns, Actors: len(sc.actors), Result: res,
 		})
 		if sc.name == "(b) gateway" {
-			if granary.exited() {
-				return rep, fmt.Errorf("granary exited during load (b): %v", granary.waitErr)
+			if granary.Exited() {
+				return rep, fmt.Errorf("granary exited during load (b): %v", granary.Err())
 			}
-			cur, peak, err := rss(granary.pid())
+			cur, peak, err := benchproc.RSS(granary.Pid())
 			if err != nil {
 				rep.RSSError = err.Error()
 				progress("      silo memory: %v", err)
 			} else {
 				rep.SiloRSSBytes, rep.SiloPeakRSSBytes = cur, peak
-				progress("      silo RSS %s (peak %s)", mib(cur), mib(peak))
+				progress("      silo RSS %s (peak %s)", benchproc.MiB(cur), benchproc.MiB(peak))
 			}
 		}
 	}
 	rep.evaluate()
 	progress("stopping granary and echoapp")
 	return rep, nil
-}
-
-func writeJSON(path string, rep report) error {
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding results: %w", err)
-	}
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing results: %w", err)
-	}
-	return nil
 }

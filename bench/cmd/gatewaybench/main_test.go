@@ -12,44 +12,6 @@ import (
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
-func TestParseStatusRSS(t *testing.T) {
-	tests := []struct {
-		name       string
-		in         string
-		cur, peak  int64
-		wantErrSub string
-	}{
-		{"normal", "Name:\tgranary\nVmPeak:\t  900000 kB\nVmHWM:\t   35840 kB\nVmRSS:\t   31232 kB\nThreads:\t8\n",
-			31232 << 10, 35840 << 10, ""},
-		{"no peak line", "VmRSS:\t 100 kB\n", 100 << 10, 0, ""},
-		{"missing", "Name:\tgranary\n", 0, 0, "no VmRSS"},
-		{"odd unit", "VmRSS:\t 100 MB\n", 0, 0, "unexpected VmRSS line"},
-		{"not a number", "VmRSS:\t 1x0 kB\n", 0, 0, "unexpected VmRSS value"},
-	}
-	for _, tt := range tests {
-		cur, peak, err := parseStatusRSS([]byte(tt.in))
-		if tt.wantErrSub != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErrSub) {
-				t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.wantErrSub)
-			}
-			continue
-		}
-		if err != nil || cur != tt.cur || peak != tt.peak {
-			t.Errorf("%s: got %d, %d, %v; want %d, %d", tt.name, cur, peak, err, tt.cur, tt.peak)
-		}
-	}
-}
-
-func TestRSSOfThisProcess(t *testing.T) {
-	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("NO /proc ON THIS SYSTEM: silo memory cannot be read here")
-	}
-	cur, peak, err := rss(os.Getpid())
-	if err != nil || cur < 1<<20 || peak < cur {
-		t.Fatalf("rss = %d, %d, %v", cur, peak, err)
-	}
-}
-
 func scenarioResult(load, via string, rps float64, p50, p99 time.Duration, errs int64) scenarioReport {
 	return scenarioReport{Name: "(" + load + ") " + via, Load: load, Via: via, Result: loadgen.Result{
 		Requests: int64(rps) * 20, RPS: rps, P50: p50, P99: p99, Errors: loadgen.Errors{IO: errs},
@@ -108,16 +70,6 @@ func TestEvaluate(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
-	}
-}
-
-func TestFreePortsDiffer(t *testing.T) {
-	ports, err := freePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] || ports[0] == 0 {
-		t.Errorf("ports %v", ports)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchproc"
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
@@ -29,24 +30,18 @@ type scenarioReport struct {
 	Result      loadgen.Result `json:"result"`
 }
 
-type target struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-	Pass  bool   `json:"pass"`
-}
-
 // report is everything a run found; it is also the JSON written by --json.
 type report struct {
-	Duration         string           `json:"duration"`
-	Warmup           string           `json:"warmup"`
-	Scenarios        []scenarioReport `json:"scenarios"`
-	RatioA           float64          `json:"ratio_a"`             // gateway rps / direct rps, load (a)
-	RatioB           float64          `json:"ratio_b"`             // the same for load (b)
-	SiloRSSBytes     int64            `json:"silo_rss_bytes"`      // after (b); -1 when unknown
-	SiloPeakRSSBytes int64            `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
-	RSSError         string           `json:"rss_error,omitempty"`
-	Targets          []target         `json:"targets"`
-	Pass             bool             `json:"pass"`
+	Duration         string             `json:"duration"`
+	Warmup           string             `json:"warmup"`
+	Scenarios        []scenarioReport   `json:"scenarios"`
+	RatioA           float64            `json:"ratio_a"`             // gateway rps / direct rps, load (a)
+	RatioB           float64            `json:"ratio_b"`             // the same for load (b)
+	SiloRSSBytes     int64              `json:"silo_rss_bytes"`      // after (b); -1 when unknown
+	SiloPeakRSSBytes int64              `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
+	RSSError         string             `json:"rss_error,omitempty"`
+	Targets          []benchproc.Target `json:"targets"`
+	Pass             bool               `json:"pass"`
 }
 
 // result returns the result of one load, or an empty one if it did not run.
@@ -63,8 +58,8 @@ func (r *report) result(load, via string) loadgen.Result {
 func (r *report) evaluate() {
 	ga, da := r.result("a", "gateway"), r.result("a", "direct")
 	gb, db := r.result("b", "gateway"), r.result("b", "direct")
-	r.RatioA, r.RatioB = ratio(ga.RPS, da.RPS), ratio(gb.RPS, db.RPS)
-	rssValue := mib(r.SiloRSSBytes)
+	r.RatioA, r.RatioB = benchproc.Ratio(ga.RPS, da.RPS), benchproc.Ratio(gb.RPS, db.RPS)
+	rssValue := benchproc.MiB(r.SiloRSSBytes)
 	if r.SiloRSSBytes < 0 {
 		rssValue = "unknown: " + r.RSSError
 	}
@@ -72,32 +67,18 @@ func (r *report) evaluate() {
 	for _, s := range r.Scenarios {
 		failed += s.Result.Errors.Total()
 	}
-	r.Targets = []target{
-		{fmt.Sprintf("(b) gateway rps ≥ %.0f%% of direct", 100*minRatioB),
-			fmt.Sprintf("%.0f%%", 100*r.RatioB), r.RatioB >= minRatioB},
-		{"(b) gateway p99 ≤ " + loadgen.FormatDuration(maxP99B),
-			loadgen.FormatDuration(gb.P99), gb.Requests > 0 && gb.P99 <= maxP99B},
-		{"(a) gateway p50 ≤ " + loadgen.FormatDuration(maxP50A),
-			loadgen.FormatDuration(ga.P50), ga.Requests > 0 && ga.P50 <= maxP50A},
-		{"silo RSS after (b) ≤ " + mib(maxRSS),
-			rssValue, r.SiloRSSBytes >= 0 && r.SiloRSSBytes <= maxRSS},
-		{"no failed requests", strconv.FormatInt(failed, 10), failed == 0},
+	r.Targets = []benchproc.Target{
+		{Name: fmt.Sprintf("(b) gateway rps ≥ %.0f%% of direct", 100*minRatioB),
+			Value: fmt.Sprintf("%.0f%%", 100*r.RatioB), Pass: r.RatioB >= minRatioB},
+		{Name: "(b) gateway p99 ≤ " + loadgen.FormatDuration(maxP99B),
+			Value: loadgen.FormatDuration(gb.P99), Pass: gb.Requests > 0 && gb.P99 <= maxP99B},
+		{Name: "(a) gateway p50 ≤ " + loadgen.FormatDuration(maxP50A),
+			Value: loadgen.FormatDuration(ga.P50), Pass: ga.Requests > 0 && ga.P50 <= maxP50A},
+		{Name: "silo RSS after (b) ≤ " + benchproc.MiB(maxRSS),
+			Value: rssValue, Pass: r.SiloRSSBytes >= 0 && r.SiloRSSBytes <= maxRSS},
+		{Name: "no failed requests", Value: strconv.FormatInt(failed, 10), Pass: failed == 0},
 	}
-	r.Pass = true
-	for _, t := range r.Targets {
-		r.Pass = r.Pass && t.Pass
-	}
-}
-
-func ratio(a, b float64) float64 {
-	if b <= 0 {
-		return 0
-	}
-	return a / b
-}
-
-func mib(bytes int64) string {
-	return strconv.FormatFloat(float64(bytes)/(1<<20), 'f', 1, 64) + " MiB"
+	r.Pass = benchproc.AllPass(r.Targets)
 }
 
 func printReport(w io.Writer, r report) {
@@ -120,7 +101,7 @@ func printReport(w io.Writer, r report) {
 	tw.Flush()
 	fmt.Fprintf(w, "\ngateway/direct rps: (a) %.0f%%  (b) %.0f%%\n", 100*r.RatioA, 100*r.RatioB)
 	if r.SiloRSSBytes >= 0 {
-		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", mib(r.SiloRSSBytes), mib(r.SiloPeakRSSBytes))
+		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", benchproc.MiB(r.SiloRSSBytes), benchproc.MiB(r.SiloPeakRSSBytes))
 	} else {
 		fmt.Fprintf(w, "silo RSS after (b): unknown (%s)\n", r.RSSError)
 	}
@@ -130,17 +111,5 @@ func printReport(w io.Writer, r report) {
 				s.Result.StatusCodes, s.Result.Errors.IO, s.Result.Errors.Protocol, s.Result.FirstError)
 		}
 	}
-	fmt.Fprintln(w, "\ntargets:")
-	for _, t := range r.Targets {
-		verdict := "PASS"
-		if !t.Pass {
-			verdict = "FAIL"
-		}
-		fmt.Fprintf(w, "  %s  %-36s %s\n", verdict, t.Name, t.Value)
-	}
-	verdict := "PASS"
-	if !r.Pass {
-		verdict = "FAIL"
-	}
-	fmt.Fprintf(w, "overall: %s\n", verdict)
+	benchproc.PrintTargets(w, r.Targets, 36, r.Pass)
 }

@@ -28,7 +28,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -39,12 +38,9 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -54,14 +50,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
-
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/bench/internal/benchproc"
+	"github.com/granaryhq/granary/bench/internal/benchredis"
 	"github.com/granaryhq/granary/bench/loadgen"
 	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/statestore"
@@ -83,6 +77,10 @@ const (
 var scenarioOrder = []string{"memory", "register", "fire", "lateness", "redis", "http"}
 
 const echoType = "Echo"
+
+// claimPatience bounds the wait for a Redis database while a test process
+// holds it.
+const claimPatience = time.Minute
 
 type options struct {
 	scenarios   []string
@@ -112,11 +110,7 @@ type options struct {
 	httpLead                  time.Duration
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { benchproc.Main(run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
@@ -145,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	printReport(stdout, rep)
 	if o.jsonPath != "" {
-		if err := writeJSON(o.jsonPath, rep); err != nil {
+		if err := benchproc.WriteJSON(o.jsonPath, rep); err != nil {
 			fmt.Fprintln(stderr, "reminderbench:", err)
 			return 1
 		}
@@ -223,12 +217,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"--lateness-warmup, --fire-lead and --http-lead not negative"))
 	}
 	if o.store != "" {
-		if _, err := parseRedisTarget(o.store); err != nil {
+		if _, err := benchredis.ParseTarget(o.store); err != nil {
 			return fail(fmt.Errorf("--store: %w", err))
 		}
 	}
 	if slices.Contains(o.scenarios, "redis") {
-		if _, err := parseRedisTarget(o.redisURL); err != nil {
+		if _, err := benchredis.ParseTarget(o.redisURL); err != nil {
 			return fail(fmt.Errorf("--redis: %w", err))
 		}
 	}
@@ -296,22 +290,15 @@ func bytesMetric(name string, bytes float64) metric {
 // atLeast sets the target value ≥ bound (bound in the metric's unit).
 func (m metric) atLeast(bound float64, shown string) metric {
 	m.Target = "≥ " + shown
-	m.Verdict = verdict(m.Value >= bound)
+	m.Verdict = benchproc.Verdict(m.Value >= bound)
 	return m
 }
 
 // atMost sets the target value ≤ bound (bound in the metric's unit).
 func (m metric) atMost(bound float64, shown string) metric {
 	m.Target = "≤ " + shown
-	m.Verdict = verdict(m.Value <= bound)
+	m.Verdict = benchproc.Verdict(m.Value <= bound)
 	return m
-}
-
-func verdict(pass bool) string {
-	if pass {
-		return "PASS"
-	}
-	return "FAIL"
 }
 
 // result is what one scenario found.
@@ -380,20 +367,9 @@ func printReport(w io.Writer, rep report) {
 		if r.Error != "" {
 			fmt.Fprintf(w, "  ERROR: %s\n", r.Error)
 		}
-		fmt.Fprintf(w, "  scenario: %s\n", verdict(r.Pass))
+		fmt.Fprintf(w, "  scenario: %s\n", benchproc.Verdict(r.Pass))
 	}
-	fmt.Fprintf(w, "\noverall: %s\n", verdict(rep.Pass))
-}
-
-func writeJSON(path string, rep report) error {
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding results: %w", err)
-	}
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing results: %w", err)
-	}
-	return nil
+	fmt.Fprintf(w, "\noverall: %s\n", benchproc.Verdict(rep.Pass))
 }
 
 // ---- the run ----
@@ -405,9 +381,7 @@ type bench struct {
 	regRate float64 // the last in-process registration rate measured, per second
 }
 
-func (b *bench) progress(format string, args ...any) {
-	fmt.Fprintf(b.out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
+func (b *bench) progress(format string, args ...any) { benchproc.Progress(b.out, format, args...) }
 
 func (b *bench) runAll(ctx context.Context) report {
 	rep := report{
@@ -456,8 +430,8 @@ func storeLabel(storeURL string) string {
 	if storeURL == "" {
 		return "embedded bbolt store"
 	}
-	if t, err := parseRedisTarget(storeURL); err == nil {
-		return "redis " + t.redacted
+	if t, err := benchredis.ParseTarget(storeURL); err == nil {
+		return "redis " + t.Redacted
 	}
 	return storeURL
 }
@@ -517,20 +491,21 @@ func (b *bench) openHarness(ctx context.Context, storeURL string) (h *harness, e
 		}
 		h.store, h.where, h.dbPath = st, "bbolt "+path, path
 	} else {
-		t, err := parseRedisTarget(storeURL)
+		t, err := benchredis.ParseTarget(storeURL)
 		if err != nil {
 			return nil, err
 		}
-		db, err := prepareRedis(ctx, t, b.progress)
+		db, err := benchredis.Prepare(ctx, t, "reminderbench", claimPatience, b.progress)
 		if err != nil {
 			return nil, err
 		}
-		cleanups = append(cleanups, db.close)
+		cleanups = append(cleanups, db.Close)
+		b.progress("redis database %d on %s claimed and flushed", t.DB, t.Options.Addr)
 		st, err := redisstore.Open(ctx, storeURL, redisstore.Options{Logger: b.log})
 		if err != nil {
 			return nil, err
 		}
-		h.store, h.where = st, "redis "+t.redacted
+		h.store, h.where = st, "redis "+t.Redacted
 	}
 	cleanups = append(cleanups, h.store.Close)
 	if h.rt, err = actor.New(actor.Config{Store: h.store, Logger: b.log}); err != nil {
@@ -1172,48 +1147,13 @@ func readMemory() memory {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m := memory{heapInuse: ms.HeapInuse}
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		m.err = err
-		return m
-	}
-	defer f.Close()
-	st, err := parseProcStatus(f)
+	st, err := benchproc.Status(os.Getpid())
 	if err != nil {
 		m.err = err
 		return m
 	}
 	m.rss, m.rssAnon, m.rssFile = st["VmRSS"], st["RssAnon"], st["RssFile"]
 	return m
-}
-
-// parseProcStatus reads the fields of /proc/<pid>/status given in kB and
-// returns them in bytes. VmRSS must be among them.
-func parseProcStatus(r io.Reader) (map[string]uint64, error) {
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			continue
-		}
-		v, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("status field %s: %w", name, err)
-		}
-		out[name] = v << 10
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if _, ok := out["VmRSS"]; !ok {
-		return nil, errors.New("no VmRSS in the process status")
-	}
-	return out, nil
 }
 
 // ---- http: granary dev and the Go Counter app ----
@@ -1227,7 +1167,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 		"%d keep-alive clients register; every fire is an HTTP callback that increments the actor's count in actor state",
 		b.o.httpActors, b.o.httpPerActor, n, b.o.httpClients)
 	for _, bin := range []string{b.o.granary, b.o.app} {
-		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if !benchproc.Executable(bin) {
 			r.failf("%s is not an executable file (`make build` builds bin/granary and bin/counter-go)", bin)
 			return r
 		}
@@ -1238,7 +1178,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 		return r
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(2)
+	ports, err := benchproc.FreePorts(2)
 	if err != nil {
 		r.fail(err)
 		return r
@@ -1246,28 +1186,28 @@ func (b *bench) http(ctx context.Context) (r result) {
 	gwPort, appPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
 	gwURL := "http://127.0.0.1:" + gwPort
 
-	app, err := startProcess("counter-go", dir, b.o.app, []string{"APP_HOST=127.0.0.1", "APP_PORT=" + appPort, "DAPR_HTTP_PORT=" + gwPort})
+	app, err := benchproc.Start("counter-go", dir, b.o.app, []string{"APP_HOST=127.0.0.1", "APP_PORT=" + appPort, "DAPR_HTTP_PORT=" + gwPort})
 	if err != nil {
 		r.fail(err)
 		return r
 	}
-	defer app.stopInto(&r)
-	if err := waitForStatus(ctx, app, "GET", "http://127.0.0.1:"+appPort+"/healthz", http.StatusOK, 15*time.Second); err != nil {
-		r.failf("counter-go not ready: %v; its log ends:\n%s", err, app.tail(20))
+	defer stopInto(app, &r)
+	if err := app.WaitForStatus(ctx, "GET", "http://127.0.0.1:"+appPort+"/healthz", http.StatusOK, 15*time.Second); err != nil {
+		r.failf("counter-go not ready: %v; its log ends:\n%s", err, app.Tail(20))
 		return r
 	}
-	granary, err := startProcess("granary", dir, b.o.granary, nil, "dev", "--http-port", gwPort,
+	granary, err := benchproc.Start("granary", dir, b.o.granary, nil, "dev", "--http-port", gwPort,
 		"--app-url", "http://127.0.0.1:"+appPort, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
 	if err != nil {
 		r.fail(err)
 		return r
 	}
-	defer granary.stopInto(&r)
-	if err := waitForStatus(ctx, granary, "GET", gwURL+"/v1.0/healthz", http.StatusNoContent, 15*time.Second); err != nil {
-		r.failf("granary not ready: %v; its log ends:\n%s", err, granary.tail(20))
+	defer stopInto(granary, &r)
+	if err := granary.WaitForStatus(ctx, "GET", gwURL+"/v1.0/healthz", http.StatusNoContent, 15*time.Second); err != nil {
+		r.failf("granary not ready: %v; its log ends:\n%s", err, granary.Tail(20))
 		return r
 	}
-	b.progress("granary dev (pid %d) on %s, counter-go (pid %d) on port %s", granary.pid(), gwURL, app.pid(), appPort)
+	b.progress("granary dev (pid %d) on %s, counter-go (pid %d) on port %s", granary.Pid(), gwURL, app.Pid(), appPort)
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: b.o.httpClients, MaxIdleConnsPerHost: b.o.httpClients, MaxConnsPerHost: b.o.httpClients,
@@ -1282,7 +1222,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 	}
 	// The app may still be registering its type right after the gateway
 	// answers; the first call waits for it.
-	if err := waitForStatus(ctx, granary, "POST", methodURL(ids[0], "get"), http.StatusOK, 15*time.Second); err != nil {
+	if err := granary.WaitForStatus(ctx, "POST", methodURL(ids[0], "get"), http.StatusOK, 15*time.Second); err != nil {
 		r.failf("the Counter type is not served: %v", err)
 		return r
 	}
@@ -1299,7 +1239,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 	}
 
 	fires := &fireLog{}
-	appLog, err := os.Open(app.logPath)
+	appLog, err := os.Open(app.LogPath)
 	if err != nil {
 		r.fail(err)
 		return r
@@ -1412,8 +1352,8 @@ func (b *bench) http(ctx context.Context) (r result) {
 		return r
 	}
 	r.add(countMetric("sum of the counts", total.Load()).atLeast(float64(n), strconv.Itoa(n)+" (one per reminder)"))
-	if failed := granary.countLines("reminder fire failed"); failed > 0 {
-		r.note("granary logged %d failed fire attempts (see its log); first: %s", failed, granary.firstLine("reminder fire failed"))
+	if failed := linesWith(granary, "reminder fire failed"); len(failed) > 0 {
+		r.note("granary logged %d failed fire attempts (see its log); first: %s", len(failed), failed[0])
 	}
 	return r
 }
@@ -1514,344 +1454,20 @@ func call(ctx context.Context, client *http.Client, method, u, body string, want
 	return data, nil
 }
 
-// process is a child process whose output goes to a log file.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error // valid once done is closed
-}
-
-func startProcess(name, dir, bin string, env []string, args ...string) (*process, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and, after a grace period, kills the process.
-func (p *process) stop(grace time.Duration) error {
-	if p.exited() {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.exited() {
-		_ = p.cmd.Process.Kill()
-	}
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-t.C:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("%s did not exit within %v of SIGTERM; killed", p.name, grace)
-}
-
-func (p *process) stopInto(r *result) {
-	if err := p.stop(60 * time.Second); err != nil {
+// stopInto stops p and notes in r when it had to be killed.
+func stopInto(p *benchproc.Process, r *result) {
+	if err := p.Stop(60 * time.Second); err != nil {
 		r.note("%v", err)
 	}
 }
 
-func (p *process) lines() []string {
-	data, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return []string{fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)}
-	}
-	return strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-}
-
-func (p *process) tail(n int) string {
-	lines := p.lines()
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func (p *process) countLines(substr string) int {
-	n := 0
-	for _, l := range p.lines() {
+// linesWith returns the lines of p's log that contain substr.
+func linesWith(p *benchproc.Process, substr string) []string {
+	var out []string
+	for _, l := range p.Lines() {
 		if strings.Contains(l, substr) {
-			n++
+			out = append(out, l)
 		}
 	}
-	return n
-}
-
-func (p *process) firstLine(substr string) string {
-	for _, l := range p.lines() {
-		if strings.Contains(l, substr) {
-			return l
-		}
-	}
-	return ""
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		defer ln.Close() // held until all are chosen, so they differ
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
-// waitForStatus repeats a request until it answers want, the process
-// exits, or timeout passes.
-func waitForStatus(ctx context.Context, p *process, method, u string, want int, timeout time.Duration) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	last := "no answer yet"
-	for {
-		_, err := call(ctx, client, method, u, "", want)
-		if err == nil {
-			return nil
-		}
-		last = err.Error()
-		if p.exited() {
-			return fmt.Errorf("%s exited (%v)", p.name, p.waitErr)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s %s did not answer %d within %v (last: %s)", method, u, want, timeout, last)
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// ---- Redis ----
-
-// The claim keys of the test helpers (internal/testutil/redistest): a
-// process owns database n of the shared server while it holds the key
-// lockPrefix+n in database 0.
-const (
-	sharedRedisAddr = "127.0.0.1:6379"
-	lockPrefix      = "granary-test-lock:"
-	lockTTL         = 10 * time.Minute
-	lockRefresh     = time.Minute
-	claimPatience   = time.Minute
-)
-
-type redisTarget struct {
-	opts     *redis.Options
-	shared   bool   // the machine's shared server, whose databases are claimed
-	redacted string // the URL without its password
-}
-
-// parseRedisTarget checks a Redis URL. Database 0 is refused: it holds the
-// test helpers' claims, and the benchmark flushes its database.
-func parseRedisTarget(rawURL string) (redisTarget, error) {
-	if !strings.HasPrefix(rawURL, "redis://") && !strings.HasPrefix(rawURL, "rediss://") {
-		return redisTarget{}, fmt.Errorf("%q: want redis://host:port/db or rediss://…", rawURL)
-	}
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return redisTarget{}, fmt.Errorf("%q: %w", rawURL, err)
-	}
-	if opts.DB <= 0 {
-		return redisTarget{}, fmt.Errorf("%q: name a database other than 0 (for example /12): the benchmark flushes it", rawURL)
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return redisTarget{}, fmt.Errorf("%q: %w", rawURL, err)
-	}
-	host, port, _ := strings.Cut(opts.Addr, ":")
-	return redisTarget{
-		opts:     opts,
-		shared:   port == "6379" && (host == "127.0.0.1" || host == "localhost") && opts.TLSConfig == nil,
-		redacted: u.Redacted(),
-	}, nil
-}
-
-func newRedisClient(opts redis.Options, db int) *redis.Client {
-	opts.DB = db
-	opts.DialTimeout = 2 * time.Second
-	opts.MaxRetries = -1
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return redis.NewClient(&opts)
-}
-
-// redisDB is a flushed (and, on the shared server, claimed) database.
-type redisDB struct {
-	client *redis.Client
-	locks  *redis.Client // database 0 of the shared server; nil elsewhere
-	key    string
-	token  string
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-var (
-	extendClaim = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0`)
-	dropClaim   = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
-)
-
-// prepareRedis makes sure the server answers (starting the shared one as the
-// test helpers do when nothing answers there), claims the database on the
-// shared server and flushes it.
-func prepareRedis(ctx context.Context, t redisTarget, progress func(string, ...any)) (*redisDB, error) {
-	d := &redisDB{client: newRedisClient(*t.opts, t.opts.DB)}
-	if err := pingRedis(ctx, d.client); err != nil {
-		if !t.shared {
-			d.client.Close()
-			return nil, fmt.Errorf("redis at %s does not answer: %w", t.opts.Addr, err)
-		}
-		progress("nothing answers on %s; starting redis-server", sharedRedisAddr)
-		if err := startSharedRedis(ctx, d.client); err != nil {
-			d.client.Close()
-			return nil, err
-		}
-	}
-	if t.shared {
-		if err := d.claim(ctx, t); err != nil {
-			d.client.Close()
-			return nil, err
-		}
-	}
-	if err := d.client.FlushDB(ctx).Err(); err != nil {
-		_ = d.close()
-		return nil, fmt.Errorf("flush database %d of %s: %w", t.opts.DB, t.opts.Addr, err)
-	}
-	progress("redis database %d on %s claimed and flushed", t.opts.DB, t.opts.Addr)
-	return d, nil
-}
-
-func (d *redisDB) claim(ctx context.Context, t redisTarget) error {
-	d.locks = newRedisClient(*t.opts, 0)
-	d.key = lockPrefix + strconv.Itoa(t.opts.DB)
-	d.token = "reminderbench-" + strconv.Itoa(os.Getpid())
-	deadline := time.Now().Add(claimPatience)
-	for {
-		ok, err := d.locks.SetNX(ctx, d.key, d.token, lockTTL).Result()
-		if err != nil {
-			d.locks.Close()
-			return fmt.Errorf("claim %s: %w", d.key, err)
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			holder, _ := d.locks.Get(ctx, d.key).Result()
-			d.locks.Close()
-			return fmt.Errorf("%s is held by %q (a test process using database %d) for longer than %v; "+
-				"try again later or name another database", d.key, holder, t.opts.DB, claimPatience)
-		}
-		pause := time.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			pause.Stop()
-			d.locks.Close()
-			return ctx.Err()
-		case <-pause.C:
-		}
-	}
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(d.done)
-		tick := time.NewTicker(lockRefresh)
-		defer tick.Stop()
-		for {
-			select {
-			case <-d.stop:
-				return
-			case <-tick.C:
-				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = extendClaim.Run(cctx, d.locks, []string{d.key}, d.token, int(lockTTL/time.Second)).Err()
-				cancel()
-			}
-		}
-	}()
-	return nil
-}
-
-// close flushes the database, releases the claim and closes the clients.
-func (d *redisDB) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := d.client.FlushDB(ctx).Err()
-	if err != nil {
-		err = fmt.Errorf("flush the redis database after the run: %w", err)
-	}
-	if d.locks != nil {
-		if d.stop != nil {
-			close(d.stop)
-			<-d.done
-			_ = dropClaim.Run(ctx, d.locks, []string{d.key}, d.token).Err()
-		}
-		d.locks.Close()
-	}
-	d.client.Close()
-	return err
-}
-
-func pingRedis(ctx context.Context, c *redis.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return c.Ping(ctx).Err()
-}
-
-// startSharedRedis starts the shared server the way the test helpers do and
-// waits until it answers.
-func startSharedRedis(ctx context.Context, c *redis.Client) error {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return fmt.Errorf("nothing answers on %s and redis-server is not installed: %w", sharedRedisAddr, err)
-	}
-	out, err := exec.CommandContext(ctx, bin, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-		"--save", "", "--appendonly", "no").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("start redis-server on %s: %v: %s", sharedRedisAddr, err, out)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := pingRedis(ctx, c)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("redis-server started on %s but does not answer: %w", sharedRedisAddr, err)
-		}
-		pause := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			pause.Stop()
-		case <-pause.C:
-		}
-	}
+	return out
 }

@@ -82,24 +82,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseRedisTarget(t *testing.T) {
-	tg, err := parseRedisTarget("redis://user:secret@127.0.0.1:6379/12")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tg.shared || tg.opts.DB != 12 || strings.Contains(tg.redacted, "secret") {
-		t.Errorf("target %+v", tg)
-	}
-	if tg, err := parseRedisTarget("redis://10.0.0.5:6380/3"); err != nil || tg.shared {
-		t.Errorf("remote server: %+v, %v", tg, err)
-	}
-	for _, bad := range []string{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379", "http://x/1", "redis://127.0.0.1:6379/x"} {
-		if _, err := parseRedisTarget(bad); err == nil {
-			t.Errorf("parseRedisTarget(%q) accepted", bad)
-		}
-	}
-}
-
 func TestMetricTargets(t *testing.T) {
 	tests := []struct {
 		m    metric
@@ -146,27 +128,6 @@ func TestMetricTargets(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
-	}
-}
-
-func TestParseProcStatus(t *testing.T) {
-	status := "Name:\treminderbench\nState:\tS (sleeping)\nVmPeak:\t 1300000 kB\nVmRSS:\t  524288 kB\n" +
-		"RssAnon:\t  400000 kB\nRssFile:\t  124288 kB\nThreads:\t8\nSigQ:\t0/95000\n"
-	got, err := parseProcStatus(strings.NewReader(status))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got["VmRSS"] != 512<<20 || got["RssAnon"] != 400000<<10 || got["RssFile"] != 124288<<10 {
-		t.Errorf("parsed %v", got)
-	}
-	if _, ok := got["Threads"]; ok {
-		t.Error("a field without kB was taken")
-	}
-	if _, err := parseProcStatus(strings.NewReader("Name:\tx\nRssAnon:\t1 kB\n")); err == nil {
-		t.Error("status without VmRSS accepted")
-	}
-	if _, err := parseProcStatus(strings.NewReader("VmRSS:\t12x kB\n")); err == nil {
-		t.Error("malformed VmRSS accepted")
 	}
 }
 

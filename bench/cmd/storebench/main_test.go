@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/granaryhq/granary/bench/internal/benchproc"
 	"github.com/granaryhq/granary/bench/loadgen"
-	"github.com/granaryhq/granary/internal/testutil/redistest"
 )
 
 func fakeExecutable(t *testing.T) (dir, exe string) {
@@ -72,45 +70,6 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		}
 		if stderr.Len() == 0 {
 			t.Errorf("run %v said nothing", args)
-		}
-	}
-}
-
-func TestParseRedisTarget(t *testing.T) {
-	tests := []struct {
-		url      string
-		db       int
-		shared   bool
-		redacted string
-		errSub   string
-	}{
-		{"redis://127.0.0.1:6379/13", 13, true, "redis://127.0.0.1:6379/13", ""},
-		{"redis://localhost:6379/2", 2, true, "redis://localhost:6379/2", ""},
-		{"redis://127.0.0.1:6380/2", 2, false, "redis://127.0.0.1:6380/2", ""},
-		{"redis://10.0.0.5:6379/2", 2, false, "redis://10.0.0.5:6379/2", ""},
-		{"rediss://127.0.0.1:6379/2", 2, false, "rediss://127.0.0.1:6379/2", ""},
-		{"redis://user:s3cret@127.0.0.1:6379/4", 4, true, "redis://user:xxxxx@127.0.0.1:6379/4", ""},
-		{"redis://127.0.0.1:6379/0", 0, false, "", "other than 0"},
-		{"redis://127.0.0.1:6379", 0, false, "", "other than 0"},
-		{"redis://127.0.0.1:6379/x", 0, false, "", "redis://127.0.0.1:6379/x"},
-		{"127.0.0.1:6379/3", 0, false, "", "want redis://"},
-		{"http://127.0.0.1:6379/3", 0, false, "", "want redis://"},
-	}
-	for _, tt := range tests {
-		got, err := parseRedisTarget(tt.url)
-		if tt.errSub != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.errSub) {
-				t.Errorf("%s: error %v, want one containing %q", tt.url, err, tt.errSub)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tt.url, err)
-			continue
-		}
-		if got.db != tt.db || got.shared != tt.shared || got.redacted != tt.redacted {
-			t.Errorf("%s: db %d shared %v redacted %q; want %d %v %q", tt.url, got.db, got.shared, got.redacted,
-				tt.db, tt.shared, tt.redacted)
 		}
 	}
 }
@@ -427,7 +386,7 @@ func TestEvaluate(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "out.json")
-	if err := writeJSON(path, r); err != nil {
+	if err := benchproc.WriteJSON(path, r); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -438,125 +397,5 @@ func TestEvaluate(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil || back.TransactRatio != 0.5 || back.Pass ||
 		len(back.Stores) != 2 || back.Stores[1].Transact.Errors.Status != 2 || back.Stores[1].TransactError == "" {
 		t.Errorf("JSON round trip: %v %+v", err, back)
-	}
-}
-
-// testDB returns a client on a database of the shared Redis that this test
-// process has claimed, and the database's URL.
-func testDB(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	u := redistest.URL(t)
-	target, err := parseRedisTarget(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redisClient(*target.opts, target.db)
-	t.Cleanup(func() { c.Close() })
-	return c, u
-}
-
-func TestClaimDB(t *testing.T) {
-	c, _ := testDB(t)
-	ctx := context.Background()
-	cfg := func(token string, patience time.Duration) lockConfig {
-		return lockConfig{client: c, key: "storebench-test-lock", token: token, ttl: 30 * time.Second,
-			refresh: 20 * time.Millisecond, patience: patience, retry: 10 * time.Millisecond}
-	}
-	one, err := claimDB(ctx, cfg("one", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := claimDB(ctx, cfg("two", 100*time.Millisecond)); err == nil || !strings.Contains(err.Error(), `held by "one"`) {
-		t.Fatalf("claiming a held database: %v", err)
-	}
-
-	// The holder keeps pushing the expiry back.
-	if err := c.Expire(ctx, "storebench-test-lock", 2*time.Second).Err(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		ttl, err := c.TTL(ctx, "storebench-test-lock").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ttl > 10*time.Second {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the claim's expiry was not refreshed (TTL %v)", ttl)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	// A waiting claimant gets the database once it is released.
-	got := make(chan error, 1)
-	var two *dbLock
-	go func() {
-		var err error
-		two, err = claimDB(ctx, cfg("two", 10*time.Second))
-		got <- err
-	}()
-	one.release()
-	if err := <-got; err != nil {
-		t.Fatalf("claim after release: %v", err)
-	}
-	if v, _ := c.Get(ctx, "storebench-test-lock").Result(); v != "two" {
-		t.Errorf("lock holds %q, want two", v)
-	}
-
-	// Releasing a claim that has been lost leaves the new holder alone.
-	if err := c.Set(ctx, "storebench-test-lock", "other", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	two.release()
-	if v, _ := c.Get(ctx, "storebench-test-lock").Result(); v != "other" {
-		t.Errorf("after releasing a lost claim the lock holds %q, want other", v)
-	}
-	if err := c.Del(ctx, "storebench-test-lock").Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestPrepareRedisFlushesBeforeAndAfter(t *testing.T) {
-	c, u := testDB(t)
-	ctx := context.Background()
-	target, err := parseRedisTarget(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The claim on the shared server is this test process's own (redistest's);
-	// the benchmark's claim is covered by TestClaimDB.
-	target.shared = false
-	if err := c.Set(ctx, "left-over", "x", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := prepareRedis(ctx, target, time.Second, func(string, ...any) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.DBSize(ctx).Result(); err != nil || n != 0 {
-		t.Errorf("database holds %d keys after prepareRedis (%v)", n, err)
-	}
-	if err := c.Set(ctx, "written-by-the-run", "x", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.close(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.DBSize(ctx).Result(); err != nil || n != 0 {
-		t.Errorf("database holds %d keys after close (%v)", n, err)
-	}
-}
-
-func TestPrepareRedisUnreachable(t *testing.T) {
-	target, err := parseRedisTarget("redis://127.0.0.1:1/3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = prepareRedis(context.Background(), target, time.Second, func(string, ...any) {
-		t.Error("tried to start a server for an address other than the shared one")
-	})
-	if err == nil || !strings.Contains(err.Error(), "does not answer") {
-		t.Errorf("unreachable Redis: %v", err)
 	}
 }

@@ -1,0 +1,93 @@
+package benchproc
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestVerdictRatioMiB(t *testing.T) {
+	if Verdict(true) != "PASS" || Verdict(false) != "FAIL" {
+		t.Errorf("verdicts %q %q", Verdict(true), Verdict(false))
+	}
+	for _, tt := range []struct{ a, b, want float64 }{{3, 4, 0.75}, {5, 0, 0}, {5, -1, 0}, {0, 2, 0}} {
+		if got := Ratio(tt.a, tt.b); got != tt.want {
+			t.Errorf("Ratio(%v, %v) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+	for in, want := range map[int64]string{30 << 20: "30.0 MiB", 40<<20 + 1<<19: "40.5 MiB", 0: "0.0 MiB"} {
+		if got := MiB(in); got != want {
+			t.Errorf("MiB(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	targets := []Target{{"rps ≥ 50% of direct", "67%", true}, {"no failed requests", "3", false}}
+	if AllPass(targets) || !AllPass(targets[:1]) || !AllPass(nil) {
+		t.Error("AllPass")
+	}
+	var out strings.Builder
+	PrintTargets(&out, targets, 22, false)
+	want := "\ntargets:\n" +
+		"  PASS  rps ≥ 50% of direct    67%\n" +
+		"  FAIL  no failed requests     3\n" +
+		"overall: FAIL\n"
+	if out.String() != want {
+		t.Errorf("printed\n%q\nwant\n%q", out.String(), want)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var out strings.Builder
+	Progress(&out, "%s ready after %v", "granary", 3)
+	if !regexp.MustCompile(`^\d\d:\d\d:\d\d  granary ready after 3\n$`).MatchString(out.String()) {
+		t.Errorf("progress line %q", out.String())
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.json")
+	in := struct {
+		Targets []Target `json:"targets"`
+	}{[]Target{{"a", "1", true}}}
+	if err := WriteJSON(path, in); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n  \"targets\": [\n    {\n      \"name\": \"a\",\n      \"value\": \"1\",\n      \"pass\": true\n    }\n  ]\n}\n"
+	if string(data) != want {
+		t.Errorf("file holds %q, want %q", data, want)
+	}
+	if err := WriteJSON(path, func() {}); err == nil || !strings.Contains(err.Error(), "encoding results") {
+		t.Errorf("writing what JSON cannot encode: %v", err)
+	}
+	if err := WriteJSON(filepath.Join(path, "below-a-file.json"), in); err == nil || !strings.Contains(err.Error(), "writing results") {
+		t.Errorf("writing below a file: %v", err)
+	}
+	var back struct{ Targets []Target }
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Targets) != 1 || back.Targets[0] != in.Targets[0] {
+		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}
+
+func TestExecutable(t *testing.T) {
+	dir := t.TempDir()
+	exe, plain := filepath.Join(dir, "exe"), filepath.Join(dir, "plain")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plain, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !Executable(exe) || Executable(plain) || Executable(dir) || Executable(filepath.Join(dir, "missing")) {
+		t.Errorf("Executable: exe %v plain %v dir %v missing %v", Executable(exe), Executable(plain), Executable(dir),
+			Executable(filepath.Join(dir, "missing")))
+	}
+}
