@@ -59,6 +59,7 @@ type devFlags struct {
 	turnWait       time.Duration
 	appCallTimeout time.Duration
 	shutdownGrace  time.Duration
+	debugAddr      string
 }
 
 func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
@@ -79,6 +80,7 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:7070; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: granary dev [flags]\n\nRuns a one-process Granary: one silo, the gateway and a state store.\n\nFlags:")
 		fs.PrintDefaults()
@@ -137,6 +139,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	slog.SetDefault(log)
+	if f.debugAddr != "" {
+		addr, err := serveDebug(f.debugAddr, log)
+		if err != nil {
+			return err
+		}
+		log.Info("profiling endpoints", "url", "http://"+addr+"/debug/pprof/")
+	}
 
 	store, storeName, err := openStore(ctx, f.stateStore, f.dataDir, log)
 	if err != nil {
