@@ -42,6 +42,8 @@ type Reminders interface {
 	Create(ctx context.Context, id actor.ID, req ReminderRequest) error
 	Get(ctx context.Context, id actor.ID, name string) (ReminderInfo, error)
 	Delete(ctx context.Context, id actor.ID, name string) error
+	// Len is how many reminders this silo schedules.
+	Len() int
 }
 
 // Silo serves actor calls on one host.
@@ -195,6 +197,8 @@ type Metadata struct {
 	Apps           []callback.AppStatus `json:"apps"`
 	Placement      PlacementStatus      `json:"placement"`
 	StateStore     string               `json:"stateStore"`
+	// Reminders is how many reminders this silo schedules.
+	Reminders int `json:"reminders"`
 }
 
 // ActiveActors counts the active actors of one type.
@@ -232,6 +236,10 @@ func (s *Silo) Metadata() Metadata {
 		status = "SHUTTING_DOWN"
 	}
 	version, _ := actor.SingleSilo{}.Owns(actor.ID{})
+	reminders := 0
+	if s.cfg.Reminders != nil {
+		reminders = s.cfg.Reminders.Len()
+	}
 	return Metadata{
 		ID:             s.cfg.ID,
 		RuntimeVersion: "granary/" + Version,
@@ -245,5 +253,6 @@ func (s *Silo) Metadata() Metadata {
 		Apps:       s.cfg.Apps.Apps(),
 		Placement:  PlacementStatus{Mode: "single-silo", TableVersion: version, Members: []string{s.cfg.ID}},
 		StateStore: s.cfg.StoreName,
+		Reminders:  reminders,
 	}
 }

@@ -374,9 +374,10 @@ func expectError(t *testing.T, what string, r reply, status int, code string) ap
 
 // metadata is the part of GET /v1.0/metadata these tests read.
 type metadata struct {
-	ID     string          `json:"id"`
-	Actors []actorTypeInfo `json:"actors"`
-	Apps   []struct {
+	ID        string          `json:"id"`
+	Reminders int             `json:"reminders"`
+	Actors    []actorTypeInfo `json:"actors"`
+	Apps      []struct {
 		ID      string   `json:"id"`
 		URL     string   `json:"url"`
 		Healthy bool     `json:"healthy"`

@@ -70,6 +70,9 @@ func TestRemindersSurviveKill9(t *testing.T) {
 		}
 		return nil
 	})
+	if n := c.metadata().Reminders; n != 1 {
+		t.Fatalf("metadata reports %d scheduled reminders, want 1 (the ticker)", n)
+	}
 	// The ticker fired once to catch up, not once per missed period.
 	elapsed := time.Since(restarted)
 	after := c.count("ticker")
