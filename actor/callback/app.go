@@ -168,7 +168,8 @@ func (r *Registry) Register(ctx context.Context, appID, rawURL string, wait bool
 		}
 		return r.Register(ctx, appID, rawURL, wait)
 	}
-	if app == nil {
+	created := app == nil
+	if created {
 		app = r.newApp(appID, u)
 		r.apps[appID] = app
 		r.mu.Unlock()
@@ -178,7 +179,11 @@ func (r *Registry) Register(ctx context.Context, appID, rawURL string, wait bool
 	}
 	err = app.refresh(ctx)
 	if err != nil && wait {
-		_ = r.Unregister(ctx, appID)
+		// A new app that cannot be read is not kept. An app registered
+		// before keeps its types: its health probe decides about it.
+		if created {
+			_ = r.Unregister(ctx, appID)
+		}
 		return err
 	}
 	if err != nil {

@@ -1028,3 +1028,27 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestReRegisterWhileDownKeepsTheApp(t *testing.T) {
+	app := newFakeApp(t, `{"entities":["Counter"]}`)
+	rt := newRuntime(t)
+	reg := newRegistry(t, rt, calmOptions())
+	ctx := ctxFor(t)
+	if err := reg.Register(ctx, "app", app.URL(), true); err != nil {
+		t.Fatal(err)
+	}
+	app.set(func(a *fakeApp) { a.down = true })
+	if err := reg.Register(ctx, "app", app.URL(), true); err == nil {
+		t.Fatal("re-registering an app that cannot answer succeeded")
+	}
+	if !rt.Hosts("Counter") {
+		t.Fatal("a failed re-registration removed the app's types")
+	}
+	if _, ok := appStatus(reg, "app"); !ok {
+		t.Fatal("a failed re-registration removed the app")
+	}
+	app.set(func(a *fakeApp) { a.down = false })
+	if _, _, _, _, err := invoke(ctx, rt, "Counter", "c1", "m", nil); err != nil {
+		t.Fatalf("calls after the app answers again: %v", err)
+	}
+}
