@@ -40,6 +40,7 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	allow   string // the Allow header of a 405
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -67,6 +68,9 @@ func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.status)
 	ctx.SetContentType("application/json")
+	if e.allow != "" {
+		ctx.Response.Header.Set("Allow", e.allow)
+	}
 	ctx.SetBody(body)
 }
 

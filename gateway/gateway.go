@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,13 +137,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, segs []string) *apiError {
 	method := string(ctx.Method())
 	switch {
 	case len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "healthz":
-		if !allow(method, "GET") {
-			return notAllowed(method)
+		if e := onlyMethods(method, "GET"); e != nil {
+			return e
 		}
 		return s.healthz(ctx)
 	case len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "metadata":
-		if !allow(method, "GET") {
-			return notAllowed(method)
+		if e := onlyMethods(method, "GET"); e != nil {
+			return e
 		}
 		return s.metadata(ctx)
 	case len(segs) == 3 && segs[0] == "v1.0-alpha1" && segs[1] == "apps":
@@ -165,21 +166,21 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 	kind, tail := rest[2], rest[3:]
 	switch {
 	case kind == "method" && len(tail) == 1:
-		if !allow(method, "GET", "POST", "PUT", "DELETE") {
-			return notAllowed(method)
+		if e := onlyMethods(method, "GET", "POST", "PUT", "DELETE"); e != nil {
+			return e
 		}
 		if e := validName("method", tail[0]); e != nil {
 			return e
 		}
 		return s.invoke(ctx, id, tail[0])
 	case kind == "state" && len(tail) == 0:
-		if !allow(method, "POST", "PUT") {
-			return notAllowed(method)
+		if e := onlyMethods(method, "POST", "PUT"); e != nil {
+			return e
 		}
 		return s.transact(ctx, id)
 	case kind == "state" && len(tail) >= 1:
-		if !allow(method, "GET") {
-			return notAllowed(method)
+		if e := onlyMethods(method, "GET"); e != nil {
+			return e
 		}
 		return s.getState(ctx, id, joinPath(tail))
 	case kind == "reminders" && len(tail) == 1:
@@ -194,7 +195,7 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 		case "DELETE":
 			return s.deleteReminder(ctx, id, tail[0])
 		}
-		return notAllowed(method)
+		return notAllowed(method, "GET", "POST", "PUT", "DELETE")
 	case kind == "timers" && len(tail) == 1:
 		if e := validName("timer name", tail[0]); e != nil {
 			return e
@@ -205,7 +206,7 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 		case "DELETE":
 			return s.deleteTimer(ctx, id, tail[0])
 		}
-		return notAllowed(method)
+		return notAllowed(method, "POST", "PUT", "DELETE")
 	}
 	return newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
 }
@@ -418,7 +419,7 @@ func (s *Server) apps(ctx *fasthttp.RequestCtx, method, appID string) *apiError 
 		ctx.SetStatusCode(http.StatusNoContent)
 		return nil
 	}
-	return notAllowed(method)
+	return notAllowed(method, "PUT", "POST", "DELETE")
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) *apiError {
@@ -432,17 +433,19 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) *apiError {
 	return nil
 }
 
-func allow(method string, allowed ...string) bool {
-	for _, m := range allowed {
-		if method == m {
-			return true
-		}
+// onlyMethods refuses a method the route does not serve.
+func onlyMethods(method string, allowed ...string) *apiError {
+	if slices.Contains(allowed, method) {
+		return nil
 	}
-	return false
+	return notAllowed(method, allowed...)
 }
 
-func notAllowed(method string) *apiError {
-	return newError(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method "+method+" is not allowed on this route")
+// notAllowed is the 405 answer; its Allow header lists the route's methods.
+func notAllowed(method string, allowed ...string) *apiError {
+	e := newError(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method "+method+" is not allowed on this route")
+	e.allow = strings.Join(allowed, ", ")
+	return e
 }
 
 func validName(what, s string) *apiError {

@@ -453,25 +453,29 @@ func TestApps(t *testing.T) {
 }
 
 func TestMethodNotAllowed(t *testing.T) {
-	rows := []struct{ method, path string }{
-		{"PATCH", "/v1.0/actors/T/1/method/m"},
-		{"HEAD", "/v1.0/actors/T/1/method/m"},
-		{"GET", "/v1.0/actors/T/1/state"},
-		{"DELETE", "/v1.0/actors/T/1/state"},
-		{"POST", "/v1.0/actors/T/1/state/k"},
-		{"PUT", "/v1.0/actors/T/1/state/k"},
-		{"DELETE", "/v1.0/actors/T/1/state/k"},
-		{"PATCH", "/v1.0/actors/T/1/reminders/r"},
-		{"GET", "/v1.0/actors/T/1/timers/t"},
-		{"PATCH", "/v1.0/actors/T/1/timers/t"},
-		{"POST", "/v1.0/healthz"},
-		{"PUT", "/v1.0/metadata"},
-		{"PATCH", "/v1.0-alpha1/apps/a"},
+	const invoke, reminder = "GET, POST, PUT, DELETE", "GET, POST, PUT, DELETE"
+	rows := []struct{ method, path, allow string }{
+		{"PATCH", "/v1.0/actors/T/1/method/m", invoke},
+		{"HEAD", "/v1.0/actors/T/1/method/m", invoke},
+		{"GET", "/v1.0/actors/T/1/state", "POST, PUT"},
+		{"DELETE", "/v1.0/actors/T/1/state", "POST, PUT"},
+		{"POST", "/v1.0/actors/T/1/state/k", "GET"},
+		{"PUT", "/v1.0/actors/T/1/state/k", "GET"},
+		{"DELETE", "/v1.0/actors/T/1/state/k", "GET"},
+		{"PATCH", "/v1.0/actors/T/1/reminders/r", reminder},
+		{"GET", "/v1.0/actors/T/1/timers/t", "POST, PUT, DELETE"},
+		{"PATCH", "/v1.0/actors/T/1/timers/t", "POST, PUT, DELETE"},
+		{"POST", "/v1.0/healthz", "GET"},
+		{"PUT", "/v1.0/metadata", "GET"},
+		{"PATCH", "/v1.0-alpha1/apps/a", "PUT, POST, DELETE"},
 	}
 	for _, r := range rows {
 		f, h := newServer(Config{})
 		resp := do(t, h, r.method, r.path, "")
 		wantError(t, r.method+" "+r.path, resp, http.StatusMethodNotAllowed, "ERR_METHOD_NOT_ALLOWED", r.method)
+		if got := string(resp.Header.Peek("Allow")); got != r.allow {
+			t.Errorf("%s %s: Allow %q, want %q", r.method, r.path, got, r.allow)
+		}
 		wantCalls(t, r.method+" "+r.path, f)
 	}
 }
