@@ -32,6 +32,8 @@ const (
 	codeNotFound         = "ERR_NOT_FOUND"
 	codeMethodNotAllowed = "ERR_METHOD_NOT_ALLOWED"
 	codeBodyTooLarge     = "ERR_BODY_TOO_LARGE"
+	codeHeadersTooLarge  = "ERR_HEADERS_TOO_LARGE"
+	codeRequestTimeout   = "ERR_REQUEST_TIMEOUT"
 	codeAppRegister      = "ERR_APP_REGISTRATION"
 )
 

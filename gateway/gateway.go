@@ -48,6 +48,9 @@ type Config struct {
 	APIToken string
 	// MaxBodySize bounds request bodies (default 4 MiB); larger bodies get 413.
 	MaxBodySize int
+	// ReadTimeout bounds reading one request (default 5 minutes); a client
+	// slower than that gets 408.
+	ReadTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +72,9 @@ func New(backend Backend, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 5 * time.Minute
+	}
 	s := &Server{backend: backend, cfg: cfg, log: cfg.Logger, token: []byte(cfg.APIToken)}
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
@@ -76,7 +82,7 @@ func New(backend Backend, cfg Config) *Server {
 		Logger:                        serverLogger{cfg.Logger},
 		Name:                          "granary",
 		MaxRequestBodySize:            cfg.MaxBodySize,
-		ReadTimeout:                   5 * time.Minute,
+		ReadTimeout:                   cfg.ReadTimeout,
 		IdleTimeout:                   2 * time.Minute,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultContentType:          true,
@@ -107,6 +113,14 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge,
 			fmt.Sprintf("request body exceeds the limit of %d bytes", s.cfg.MaxBodySize)))
+		return
+	}
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		writeError(ctx, newError(http.StatusRequestHeaderFieldsTooLarge, codeHeadersTooLarge, "request headers are too large"))
+		return
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		writeError(ctx, newError(http.StatusRequestTimeout, codeRequestTimeout, "the request was not received in time"))
 		return
 	}
 	writeError(ctx, malformed("cannot parse the HTTP request: "+err.Error()))

@@ -141,6 +141,46 @@ func TestBodyTooLargeDefaultLimit(t *testing.T) {
 	wantCalls(t, "default limit", f)
 }
 
+func TestHeadersTooLarge(t *testing.T) {
+	f := &fakeBackend{}
+	ln := serve(t, f, Config{})
+	raw := "GET /v1.0/healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " + strings.Repeat("h", 64<<10) + "\r\n\r\n"
+	resp, body := roundTrip(t, ln, raw)
+	wantWireError(t, "big headers", resp, body, 431, "ERR_HEADERS_TOO_LARGE")
+	wantCalls(t, "big headers", f)
+}
+
+func TestSlowRequestTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeBackend{}
+	s := New(f, Config{ReadTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Headers that never end: the server gives up after ReadTimeout.
+	if _, err := io.WriteString(c, "PUT /v1.0/actors/T/1/method/m HTTP/1.1\r\nHost: gw\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantWireError(t, "slow request", resp, body, 408, "ERR_REQUEST_TIMEOUT")
+	wantCalls(t, "slow request", f)
+}
+
 func TestUnparsableRequest(t *testing.T) {
 	f := &fakeBackend{}
 	ln := serve(t, f, Config{})
