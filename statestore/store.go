@@ -186,3 +186,13 @@ func (t Txn) Validate() error {
 	}
 	return nil
 }
+
+// MultiTransactor is implemented by stores that can commit many independent
+// transactions together more cheaply than one by one.
+type MultiTransactor interface {
+	// TransactMany applies each transaction atomically, as Transact would,
+	// and returns one error per transaction (nil for those applied). A
+	// transaction refused by its fence or a condition does not affect the
+	// others; a failure of the store fails them all.
+	TransactMany(ctx context.Context, txns []Txn) []error
+}

@@ -471,6 +471,9 @@ func TestFailedCallIsRetriedAlone(t *testing.T) {
 			ops := []statestore.Op{put("k"+strconv.Itoa(w), "v")}
 			if w == writers {
 				ops = append(ops, put("poison", "p"))
+				// Join the batch after the good writers, well inside its
+				// 10ms delay, so that it fails after they were applied.
+				time.Sleep(2 * time.Millisecond)
 			}
 			errs[w] = s.Transact(context.Background(), statestore.Txn{Ops: ops})
 		}()

@@ -306,3 +306,67 @@ func leaveIndex(tx *bolt.Tx, index, key []byte) error {
 	}
 	return nil
 }
+
+var _ statestore.MultiTransactor = (*Store)(nil)
+
+// TransactMany applies the transactions in one commit, in order: each sees
+// the writes of those before it. It returns once that commit is fsynced.
+func (s *Store) TransactMany(ctx context.Context, txns []statestore.Txn) []error {
+	errs := make([]error, len(txns))
+	valid := 0
+	for i, txn := range txns {
+		if err := txn.Validate(); err != nil {
+			errs[i] = s.fail("transact", err)
+		} else if err := checkSizes(txn); err != nil {
+			errs[i] = s.fail("transact", err)
+		} else {
+			valid++
+		}
+	}
+	if valid == 0 {
+		return errs
+	}
+	if err := s.enter(ctx, "transact"); err != nil {
+		return failRest(errs, err)
+	}
+	defer s.life.RUnlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for i, txn := range txns {
+			if errs[i] != nil {
+				continue
+			}
+			if hasConditions(txn) {
+				if err := s.check(tx, txn); err != nil {
+					if !isRefusal(err) {
+						return err
+					}
+					errs[i] = s.fail("transact", err)
+					continue
+				}
+			}
+			if err := s.apply(tx, txn.Ops); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Nothing was committed: refusals recorded during the failed
+		// attempt are replaced by the store's failure.
+		for i, txn := range txns {
+			if txn.Validate() == nil && checkSizes(txn) == nil {
+				errs[i] = s.fail("transact", err)
+			}
+		}
+	}
+	return errs
+}
+
+func failRest(errs []error, err error) []error {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	return errs
+}

@@ -28,6 +28,13 @@ func Run(t *testing.T, open func(t *testing.T) statestore.Store) {
 			b.run(t, open(t))
 		})
 	}
+	// Optional interfaces are checked for the stores that offer them.
+	t.Run("TransactManyKeepsTransactionsApart", func(t *testing.T) {
+		s := open(t)
+		if m, ok := s.(statestore.MultiTransactor); ok {
+			testTransactMany(t, s, m)
+		}
+	})
 }
 
 // behaviours lists what every store must do, in the order Run checks it.
