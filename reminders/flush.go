@@ -32,8 +32,9 @@ func (s *Service) flushLoop() {
 
 // flush writes every pending record: the next due time of a fired reminder,
 // or the deletion of one whose schedule is over. The records of one actor
-// go in one transaction under its fence. Writes that fail for a reason
-// other than fencing are kept for the next flush.
+// go in one transaction under its fence; a store that commits many
+// transactions together gets them in large groups. Writes that fail for a
+// reason other than fencing are kept for the next flush.
 func (s *Service) flush(ctx context.Context) {
 	s.mu.Lock()
 	if len(s.dirty) == 0 {
@@ -42,88 +43,168 @@ func (s *Service) flush(ctx context.Context) {
 	}
 	batch := s.dirty
 	s.dirty = make(map[string]pendingWrite, len(batch))
-	groups := map[string][]string{} // actor key prefix → keys
+	byActor := map[string][]string{} // actor key prefix → keys
 	for key, w := range batch {
 		prefix := key[:w.e.idEnd+1]
-		groups[prefix] = append(groups[prefix], key)
+		byActor[prefix] = append(byActor[prefix], key)
 	}
 	s.mu.Unlock()
-
+	groups := make([][]string, 0, len(byActor))
+	for _, keys := range byActor {
+		groups = append(groups, keys)
+	}
+	var failed sync.Once
+	report := func(err error) {
+		failed.Do(func() {
+			s.log.Warn("writing reminder due times failed; will retry", "pending", len(batch), "err", err)
+		})
+	}
+	if m, ok := s.store.(statestore.MultiTransactor); ok {
+		s.flushTogether(ctx, m, groups, batch, report)
+		return
+	}
 	sem := make(chan struct{}, s.cfg.FlushConcurrency)
 	var wg sync.WaitGroup
-	var failed sync.Once
 	for _, keys := range groups {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.write(ctx, keys, batch); err != nil {
-				failed.Do(func() {
-					s.log.Warn("writing reminder due times failed; will retry", "pending", len(batch), "err", err)
-				})
+			defer s.lockKeys(keys)()
+			p, err := s.prepare(keys, batch)
+			if err == nil && p != nil {
+				err = s.settle(p, batch, s.commit(ctx, p))
+			}
+			if err != nil {
+				report(err)
 			}
 		}()
 	}
 	wg.Wait()
 }
 
-// write stores the pending records of one actor that are still current.
-func (s *Service) write(ctx context.Context, keys []string, batch map[string]pendingWrite) error {
-	defer s.lockKeys(keys)()
+// flushGroup is how many actors' transactions one TransactMany carries.
+const flushGroup = 1024
+
+// flushTogether commits the groups' transactions flushGroup at a time.
+func (s *Service) flushTogether(ctx context.Context, m statestore.MultiTransactor, groups [][]string, batch map[string]pendingWrite, report func(error)) {
+	for len(groups) > 0 {
+		part := groups[:min(flushGroup, len(groups))]
+		groups = groups[len(part):]
+		var keys []string
+		for _, g := range part {
+			keys = append(keys, g...)
+		}
+		unlock := s.lockKeys(keys)
+		var (
+			ps   []*pendingWrites
+			txns []statestore.Txn
+		)
+		for _, g := range part {
+			p, err := s.prepare(g, batch)
+			if err != nil {
+				report(err)
+				continue
+			}
+			if p == nil {
+				continue
+			}
+			if p.tokenErr != nil {
+				if err := s.settle(p, batch, p.tokenErr); err != nil {
+					report(err)
+				}
+				continue
+			}
+			ps = append(ps, p)
+			txns = append(txns, p.txn)
+		}
+		if len(txns) > 0 {
+			for i, err := range m.TransactMany(ctx, txns) {
+				if err := s.settle(ps[i], batch, err); err != nil {
+					report(err)
+				}
+			}
+		}
+		unlock()
+	}
+}
+
+// pendingWrites is the transaction that writes one actor's pending records.
+type pendingWrites struct {
+	id       actor.ID
+	keys     []string // the keys it writes
+	puts     []*entry // the entries it stores
+	txn      statestore.Txn
+	tokenErr error // no fencing token could be had
+}
+
+// prepare builds the transaction for the pending records of one actor that
+// are still current; nil when none is. The keys' write locks are held.
+func (s *Service) prepare(keys []string, batch map[string]pendingWrite) (*pendingWrites, error) {
 	s.mu.Lock()
-	var (
-		ops     []statestore.Op
-		written []string
-		puts    []*entry
-		id      actor.ID
-		now     = s.clock.Now()
-	)
+	p := &pendingWrites{}
+	now := s.clock.Now()
 	for _, key := range keys {
 		w := batch[key]
 		cur := s.entries[key]
 		if w.delete && cur != nil || !w.delete && (w.e.gone || cur != w.e) {
 			continue // re-registered, deleted or dropped since: obsolete
 		}
-		id = w.e.id()
-		op := statestore.Op{Kind: statestore.Delete, Key: key, Index: indexOf(id)}
+		p.id = w.e.id()
+		op := statestore.Op{Kind: statestore.Delete, Key: key, Index: indexOf(p.id)}
 		if !w.delete {
 			rec := w.e.record()
 			var err error
-			if op, err = s.putOp(id, key, &rec, now); err != nil {
+			if op, err = s.putOp(p.id, key, &rec, now); err != nil {
 				s.mu.Unlock()
-				return err
+				return nil, err
 			}
-			puts = append(puts, w.e)
+			p.puts = append(p.puts, w.e)
 		}
-		ops = append(ops, op)
-		written = append(written, key)
+		p.txn.Ops = append(p.txn.Ops, op)
+		p.keys = append(p.keys, key)
 	}
 	s.mu.Unlock()
-	if len(ops) == 0 {
-		return nil
+	if len(p.keys) == 0 {
+		return nil, nil
 	}
-	tok, err := s.token(id)
-	if err == nil {
-		err = s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: ops})
+	tok, err := s.token(p.id)
+	if err != nil {
+		p.tokenErr = err
+		return p, nil
 	}
+	p.txn.Fence = fenceOf(p.id, tok)
+	return p, nil
+}
+
+func (s *Service) commit(ctx context.Context, p *pendingWrites) error {
+	if p.tokenErr != nil {
+		return p.tokenErr
+	}
+	return s.store.Transact(ctx, p.txn)
+}
+
+// settle handles the outcome of writing p: a fenced write means another
+// silo owns the actor now, and its reminders; any other failure keeps the
+// records pending for the next flush.
+func (s *Service) settle(p *pendingWrites, batch map[string]pendingWrite, err error) error {
 	if err == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if errors.Is(err, statestore.ErrFenced) || errors.Is(err, actor.ErrNotOwner) {
-		// Another silo owns the actor now, and its reminders.
-		for _, e := range puts {
+		for _, e := range p.puts {
 			s.dropLocked(e)
 		}
 		return nil
 	}
-	for _, key := range written {
+	for _, key := range p.keys {
 		if _, newer := s.dirty[key]; !newer {
 			s.dirty[key] = batch[key]
 		}
 	}
-	return fmt.Errorf("writing %d reminder records of %s: %w", len(written), id, err)
+	return fmt.Errorf("writing %d reminder records of %s: %w", len(p.keys), p.id, err)
 }
 
 // lockKeys takes the write locks of keys in a fixed order (several keys may

@@ -286,3 +286,14 @@ func (s *Store) Close() error {
 	s.items, s.indexes, s.fences = nil, nil, nil
 	return nil
 }
+
+var _ statestore.MultiTransactor = (*Store)(nil)
+
+// TransactMany applies the transactions in order, each as Transact would.
+func (s *Store) TransactMany(ctx context.Context, txns []statestore.Txn) []error {
+	errs := make([]error, len(txns))
+	for i, txn := range txns {
+		errs[i] = s.Transact(ctx, txn)
+	}
+	return errs
+}
