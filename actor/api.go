@@ -115,7 +115,7 @@ type TypeConfig struct {
 	MaxStackDepth int
 }
 
-// Defaults of TypeConfig, as documented in PROTOCOL.md.
+// Defaults of TypeConfig, as documented in docs/api.md.
 const (
 	DefaultIdleTimeout   = 60 * time.Minute
 	DefaultDrainTimeout  = 30 * time.Second

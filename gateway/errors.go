@@ -11,7 +11,7 @@ import (
 	"github.com/granaryhq/granary/statestore"
 )
 
-// Error codes of PROTOCOL.md §1.
+// Error codes of the HTTP API (docs/api.md).
 const (
 	codeMalformed        = "ERR_MALFORMED_REQUEST"
 	codeBadRequest       = "ERR_BAD_REQUEST"

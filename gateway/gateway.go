@@ -1,5 +1,5 @@
 // Package gateway is Granary's HTTP front door: it serves the Dapr-compatible
-// actor API of PROTOCOL.md §1 (and Granary's app registration API) over
+// actor API (docs/api.md) and Granary's app registration API over
 // fasthttp, checks the API token, validates names and bodies, and maps every
 // failure to the protocol's JSON error.
 package gateway

@@ -1,5 +1,5 @@
 // Package callback hosts actor types served by apps over HTTP, through the actor
-// callback protocol (PROTOCOL.md §2): the silo reads an app's /dapr/config,
+// callback protocol (docs/api.md): the silo reads an app's /dapr/config,
 // registers its entities with the runtime, calls the app for every turn, and
 // probes its /healthz, withdrawing its types while it is unhealthy.
 package callback

@@ -46,7 +46,7 @@ type Period struct {
 	cron                *cron.SpecSchedule // kindCron
 }
 
-// ParsePeriod parses a period as PROTOCOL.md describes it:
+// ParsePeriod parses a period as docs/api.md describes it:
 //   - a Go duration: "90s", "1h30m";
 //   - an ISO 8601 duration, optionally with repetitions: "PT1M30S", "P1M",
 //     "R5/PT10S" (repeats 5), "R/PT10S" (unbounded). Years and months are
