@@ -101,3 +101,30 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		d += 7
 	}
 }
+
+func TestResultAdd(t *testing.T) {
+	a := Result{Connections: 2, Duration: time.Second, Latency: &Histogram{}, Errors: Errors{IO: 1}, FirstError: "first"}
+	b := Result{Connections: 2, Duration: 3 * time.Second, Latency: &Histogram{}, Errors: Errors{Status: 2},
+		StatusCodes: map[int]int64{500: 2}, FirstError: "second"}
+	for range 100 {
+		a.Latency.Record(time.Millisecond)
+	}
+	for range 300 {
+		b.Latency.Record(4 * time.Millisecond)
+	}
+	var sum Result
+	sum.Add(a)
+	sum.Add(b)
+	if sum.Requests != 400 || sum.Duration != 4*time.Second || sum.RPS != 100 {
+		t.Fatalf("requests %d over %v at %.1f rps, want 400 over 4s at 100", sum.Requests, sum.Duration, sum.RPS)
+	}
+	if sum.Errors.Total() != 3 || sum.StatusCodes[500] != 2 || sum.FirstError != "first" {
+		t.Fatalf("errors %+v codes %v first %q", sum.Errors, sum.StatusCodes, sum.FirstError)
+	}
+	if sum.P50 < 3*time.Millisecond || sum.P50 > 5*time.Millisecond {
+		t.Fatalf("p50 %v, want about 4ms: three quarters of the samples are 4ms", sum.P50)
+	}
+	if a.Latency.Count() != 100 {
+		t.Fatalf("Add changed its argument's histogram")
+	}
+}

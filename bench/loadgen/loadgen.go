@@ -314,6 +314,41 @@ func (r *run) result(workers []*worker) Result {
 	return res
 }
 
+// Add folds another run of the same load into res, as if the two had been
+// one run of their summed durations.
+func (res *Result) Add(o Result) {
+	if res.Latency == nil {
+		res.Latency = &Histogram{}
+	}
+	if o.Latency != nil {
+		res.Latency.Merge(o.Latency)
+	}
+	res.Connections = max(res.Connections, o.Connections)
+	res.Duration += o.Duration
+	res.Errors.Status += o.Errors.Status
+	res.Errors.IO += o.Errors.IO
+	res.Errors.Protocol += o.Errors.Protocol
+	res.WarmupErrors += o.WarmupErrors
+	res.Reconnects += o.Reconnects
+	for code, c := range o.StatusCodes {
+		if res.StatusCodes == nil {
+			res.StatusCodes = map[int]int64{}
+		}
+		res.StatusCodes[code] += c
+	}
+	if res.FirstError == "" {
+		res.FirstError = o.FirstError
+	}
+	h := res.Latency
+	res.Requests = int64(h.Count())
+	res.RPS = 0
+	if res.Duration > 0 {
+		res.RPS = float64(res.Requests) / res.Duration.Seconds()
+	}
+	res.Mean, res.Max = h.Mean(), h.Max()
+	res.P50, res.P90, res.P99, res.P999 = h.Quantile(0.50), h.Quantile(0.90), h.Quantile(0.99), h.Quantile(0.999)
+}
+
 // String is the result on one line, e.g.
 // "41234 rps  p50 812µs  p90 1.31ms  p99 2.90ms  p99.9 5.10ms  max 12.0ms  ok 824680  errors 0",
 // followed by the errors by kind and the first error when there were any.

@@ -27,6 +27,7 @@ type options struct {
 	granary, echoapp string
 	duration, warmup time.Duration
 	actors, conns    int
+	rounds           int
 	jsonPath         string
 	strict           bool
 	stopGrace        time.Duration
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before each load")
 	fs.IntVar(&o.actors, "actors", 1000, "actors called round-robin in load (b)")
 	fs.IntVar(&o.conns, "connections", 64, "connections in load (b)")
+	fs.IntVar(&o.rounds, "rounds", 4, "rounds the measured time of each load is split into; the loads take turns, so a drift of the machine's speed affects gateway and direct alike")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results to this JSON file")
 	fs.BoolVar(&o.strict, "strict", false, "exit with status 1 when a target is missed")
 	fs.DurationVar(&o.stopGrace, "stop-timeout", 15*time.Second, "how long a process may take to exit after SIGTERM before it is killed")
@@ -90,8 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, err
 		}
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.actors <= 0 || o.conns <= 0 {
-		err := errors.New("--duration, --actors and --connections must be positive and --warmup not negative")
+	if o.duration <= 0 || o.warmup < 0 || o.actors <= 0 || o.conns <= 0 || o.rounds <= 0 {
+		err := errors.New("--duration, --actors, --connections and --rounds must be positive and --warmup not negative")
 		fmt.Fprintln(stderr, "gatewaybench:", err)
 		return o, err
 	}
@@ -170,45 +172,54 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	}
 
 	many := loadgen.ActorIDs("actor-", o.actors)
+	// Loads (a) and (b), each through the gateway and then direct; the
+	// rounds repeat this order.
 	scenarios := []scenario{
 		{name: "(a) gateway", load: "a", via: "gateway", addr: gwAddr, conns: 1, actors: []string{"a"},
 			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
-		{name: "(b) gateway", load: "b", via: "gateway", addr: gwAddr, conns: o.conns, actors: many,
-			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(a) direct", load: "a", via: "direct", addr: appAddr, conns: 1, actors: []string{"a"},
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
+		{name: "(b) gateway", load: "b", via: "gateway", addr: gwAddr, conns: o.conns, actors: many,
+			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(b) direct", load: "b", via: "direct", addr: appAddr, conns: o.conns, actors: many,
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
 	}
-	rep = report{Duration: o.duration.String(), Warmup: o.warmup.String(), SiloRSSBytes: -1, SiloPeakRSSBytes: -1}
-	for i, sc := range scenarios {
-		progress("[%d/%d] %s: %s %s, %d actor(s), %d connection(s), %v warm-up + %v",
-			i+1, len(scenarios), sc.name, sc.method, sc.path, len(sc.actors), sc.conns, o.warmup, o.duration)
-		res, err := loadgen.Run(ctx, loadgen.Config{
-			Addr: sc.addr, Connections: sc.conns, Warmup: o.warmup, Duration: o.duration,
-			Request: loadgen.Request{Method: sc.method, Path: sc.path, Actors: sc.actors},
-		})
-		if err != nil {
-			return rep, err
+	rep = report{Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds, SiloRSSBytes: -1, SiloPeakRSSBytes: -1}
+	results := make([]loadgen.Result, len(scenarios))
+	slice := o.duration / time.Duration(o.rounds)
+	for round := range o.rounds {
+		for i, sc := range scenarios {
+			progress("[round %d/%d] %s: %s %s, %d actor(s), %d connection(s), %v warm-up + %v",
+				round+1, o.rounds, sc.name, sc.method, sc.path, len(sc.actors), sc.conns, o.warmup, slice)
+			res, err := loadgen.Run(ctx, loadgen.Config{
+				Addr: sc.addr, Connections: sc.conns, Warmup: o.warmup, Duration: slice,
+				Request: loadgen.Request{Method: sc.method, Path: sc.path, Actors: sc.actors},
+			})
+			if err != nil {
+				return rep, err
+			}
+			progress("      %v", res)
+			results[i].Add(res)
+			if sc.name == "(b) gateway" && round == o.rounds-1 {
+				if granary.Exited() {
+					return rep, fmt.Errorf("granary exited during load (b): %v", granary.Err())
+				}
+				cur, peak, err := benchproc.RSS(granary.Pid())
+				if err != nil {
+					rep.RSSError = err.Error()
+					progress("      silo memory: %v", err)
+				} else {
+					rep.SiloRSSBytes, rep.SiloPeakRSSBytes = cur, peak
+					progress("      silo RSS %s (peak %s)", benchproc.MiB(cur), benchproc.MiB(peak))
+				}
+			}
 		}
-		progress("      %v", res)
+	}
+	for i, sc := range scenarios {
 		rep.Scenarios = append(rep.Scenarios, scenarioReport{
 			Name: sc.name, Load: sc.load, Via: sc.via, Method: sc.method, Path: sc.path,
-			Connections: sc.conns, Actors: len(sc.actors), Result: res,
+			Connections: sc.conns, Actors: len(sc.actors), Result: results[i],
 		})
-		if sc.name == "(b) gateway" {
-			if granary.Exited() {
-				return rep, fmt.Errorf("granary exited during load (b): %v", granary.Err())
-			}
-			cur, peak, err := benchproc.RSS(granary.Pid())
-			if err != nil {
-				rep.RSSError = err.Error()
-				progress("      silo memory: %v", err)
-			} else {
-				rep.SiloRSSBytes, rep.SiloPeakRSSBytes = cur, peak
-				progress("      silo RSS %s (peak %s)", benchproc.MiB(cur), benchproc.MiB(peak))
-			}
-		}
 	}
 	rep.evaluate()
 	progress("stopping granary and echoapp")

@@ -34,6 +34,7 @@ type scenarioReport struct {
 type report struct {
 	Duration         string             `json:"duration"`
 	Warmup           string             `json:"warmup"`
+	Rounds           int                `json:"rounds"` // the loads took turns this many times
 	Scenarios        []scenarioReport   `json:"scenarios"`
 	RatioA           float64            `json:"ratio_a"`             // gateway rps / direct rps, load (a)
 	RatioB           float64            `json:"ratio_b"`             // the same for load (b)
@@ -82,7 +83,8 @@ func (r *report) evaluate() {
 }
 
 func printReport(w io.Writer, r report) {
-	fmt.Fprintf(w, "\nGateway benchmark: %s per load after %s warm-up\n\n", r.Duration, r.Warmup)
+	fmt.Fprintf(w, "\nGateway benchmark: %s per load in %d rounds, each after %s warm-up; gateway and direct loads take turns\n\n",
+		r.Duration, r.Rounds, r.Warmup)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-11s\tconns\tactors\trps\tp50\tp90\tp99\tp99.9\tmax\terrors\t\n", "scenario")
 	for _, load := range []string{"a", "b"} {
