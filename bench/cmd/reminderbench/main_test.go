@@ -323,16 +323,22 @@ func TestRunParallel(t *testing.T) {
 	_, _, err = runParallel(context.Background(), n, 4, time.Hour, func(int, time.Duration) {},
 		func(ctx context.Context, i int) error {
 			calls.Add(1)
-			if i == 10 {
+			switch {
+			case i == 10:
 				return boom
+			case i > 10:
+				// Later calls last until the error cancels them, so the
+				// count below does not depend on goroutine timing.
+				<-ctx.Done()
+				return ctx.Err()
 			}
-			return ctx.Err()
+			return nil
 		})
 	if !errors.Is(err, boom) {
 		t.Errorf("error %v, want boom", err)
 	}
-	if c := calls.Load(); c >= n {
-		t.Errorf("%d calls after the error; want it to stop early", c)
+	if c := calls.Load(); c > 11+4 {
+		t.Errorf("%d calls; want the run to stop after call 10 and the calls in flight", c)
 	}
 
 	// Progress is reported while the calls run: here they wait for it.
