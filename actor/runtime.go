@@ -309,6 +309,13 @@ func (rt *Runtime) turn(ctx context.Context, id ID, fn func(ctx context.Context,
 		if err != nil {
 			return err
 		}
+		// Ownership is checked when the turn starts, not only at activation:
+		// the placement may have moved the actor while this activation lived
+		// or while the call waited for its turn.
+		if _, owned := rt.placement.Owns(id); !owned {
+			a.release(rt)
+			return fmt.Errorf("actor %s: %w", id, ErrNotOwner)
+		}
 		err = fn(ctx, a, chain)
 		a.release(rt)
 		return err

@@ -632,3 +632,33 @@ func TestManyActorsConcurrently(t *testing.T) {
 		t.Fatalf("%d concurrent turns on one actor", rec.maxInTurn)
 	}
 }
+
+// movablePlacement owns every actor until moved away.
+type movablePlacement struct{ away atomic.Bool }
+
+func (p *movablePlacement) Owns(actor.ID) (uint64, bool) { return 1, !p.away.Load() }
+
+func TestOwnershipIsCheckedOnEveryTurn(t *testing.T) {
+	p := &movablePlacement{}
+	rt, err := actor.New(actor.Config{Store: memstore.New(), Logger: quietLogger(), Placement: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	rec := newRecorder()
+	rec.register(t, rt, "T", actor.TypeConfig{})
+	if _, err := call(rt, context.Background(), "T", "a", "echo", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.away.Store(true)
+	if _, err := call(rt, context.Background(), "T", "a", "echo", ""); !errors.Is(err, actor.ErrNotOwner) {
+		t.Fatalf("call on an activation whose actor moved away: %v, want ErrNotOwner", err)
+	}
+	if _, err := call(rt, context.Background(), "T", "b", "echo", ""); !errors.Is(err, actor.ErrNotOwner) {
+		t.Fatalf("activation of an actor owned elsewhere: %v, want ErrNotOwner", err)
+	}
+	p.away.Store(false)
+	if _, err := call(rt, context.Background(), "T", "a", "echo", ""); err != nil {
+		t.Fatalf("call after the actor came back: %v", err)
+	}
+}
