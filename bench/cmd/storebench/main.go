@@ -86,18 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "storebench:", err)
 		return 1
 	}
-	printReport(stdout, rep)
-	if o.jsonPath != "" {
-		if err := benchproc.WriteJSON(o.jsonPath, rep); err != nil {
-			fmt.Fprintln(stderr, "storebench:", err)
-			return 1
-		}
-		fmt.Fprintln(stdout, "results written to", o.jsonPath)
-	}
-	if o.strict && !rep.Pass {
-		return 1
-	}
-	return 0
+	return benchproc.Finish("storebench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },
+		o.jsonPath, o.strict, rep.Pass)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {

@@ -93,3 +93,21 @@ func WriteJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// Finish ends a benchmark command: it prints the report, writes it as JSON
+// to jsonPath when that is set, and returns the exit status: 1 when the
+// JSON cannot be written or, with strict, when a target was missed.
+func Finish(name string, stdout, stderr io.Writer, report any, print func(io.Writer), jsonPath string, strict, pass bool) int {
+	print(stdout)
+	if jsonPath != "" {
+		if err := WriteJSON(jsonPath, report); err != nil {
+			fmt.Fprintln(stderr, name+":", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "results written to", jsonPath)
+	}
+	if strict && !pass {
+		return 1
+	}
+	return 0
+}

@@ -1,7 +1,9 @@
 package benchproc
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,5 +91,30 @@ func TestExecutable(t *testing.T) {
 	if !Executable(exe) || Executable(plain) || Executable(dir) || Executable(filepath.Join(dir, "missing")) {
 		t.Errorf("Executable: exe %v plain %v dir %v missing %v", Executable(exe), Executable(plain), Executable(dir),
 			Executable(filepath.Join(dir, "missing")))
+	}
+}
+
+func TestFinish(t *testing.T) {
+	dir := t.TempDir()
+	var out, errs bytes.Buffer
+	printed := func(w io.Writer) { io.WriteString(w, "table\n") }
+	rep := map[string]int{"rps": 7}
+	if code := Finish("bench", &out, &errs, rep, printed, filepath.Join(dir, "r.json"), true, true); code != 0 {
+		t.Fatalf("passing run: exit %d", code)
+	}
+	if !strings.Contains(out.String(), "table") || !strings.Contains(out.String(), "results written to") {
+		t.Fatalf("output %q", out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || !strings.Contains(string(b), `"rps": 7`) {
+		t.Fatalf("json %q, %v", b, err)
+	}
+	if code := Finish("bench", &out, &errs, rep, printed, "", true, false); code != 1 {
+		t.Fatalf("strict run with a missed target: exit %d, want 1", code)
+	}
+	if code := Finish("bench", &out, &errs, rep, printed, "", false, false); code != 0 {
+		t.Fatalf("missed target without strict: exit %d, want 0", code)
+	}
+	if code := Finish("bench", &out, &errs, rep, printed, filepath.Join(dir, "no", "such", "dir", "r.json"), false, true); code != 1 || !strings.Contains(errs.String(), "bench:") {
+		t.Fatalf("unwritable JSON: exit %d, stderr %q", code, errs.String())
 	}
 }
