@@ -504,9 +504,9 @@ func (rt *Runtime) Transact(ctx context.Context, id ID, ops []statestore.Op) err
 	return err
 }
 
-// Fence returns the fencing token of an active actor (for writes made on its
-// behalf, such as reminder records).
-func (rt *Runtime) Fence(id ID) (uint64, bool) {
+// ActivationToken returns the fencing token the actor's activation holds, if
+// it is active here, for writes made on its behalf (such as reminder records).
+func (rt *Runtime) ActivationToken(id ID) (uint64, bool) {
 	a := rt.lookupActive(id)
 	if a == nil {
 		return 0, false

@@ -24,7 +24,7 @@ import (
 // Actors is the actor runtime as the service uses it; *actor.Runtime is one.
 type Actors interface {
 	Remind(ctx context.Context, id actor.ID, call *actor.ReminderCall) (cancel bool, err error)
-	Fence(id actor.ID) (token uint64, active bool)
+	ActivationToken(id actor.ID) (token uint64, active bool)
 	Hosts(actorType string) bool
 	WatchTypes(w actor.TypeWatcher)
 }
@@ -252,7 +252,7 @@ func (s *Service) checkActor(id actor.ID) (uint64, error) {
 // token is the fencing token for writes of the actor's records: its
 // activation's if it is active here, else the placement version.
 func (s *Service) token(id actor.ID) (uint64, error) {
-	if tok, active := s.rt.Fence(id); active {
+	if tok, active := s.rt.ActivationToken(id); active {
 		return tok, nil
 	}
 	tok, owned := s.cfg.Placement.Owns(id)
