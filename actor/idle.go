@@ -92,13 +92,13 @@ func (q *idleQueue) collect() {
 
 // check deactivates a if it has been idle long enough, or schedules the next check.
 func (q *idleQueue) check(a *activation, now time.Time) {
-	idle := a.te.cfg.IdleTimeout
+	idle := a.reg.cfg.IdleTimeout
 	a.mu.Lock()
 	switch {
-	case a.state != active:
+	case a.life != active:
 		a.mu.Unlock()
 		return
-	case a.pending > 0:
+	case a.turns.pending > 0:
 		a.mu.Unlock()
 		q.add(a, now.Add(idle))
 		return
@@ -113,13 +113,12 @@ func (q *idleQueue) check(a *activation, now time.Time) {
 		q.add(a, now.Add(idle))
 		return
 	}
-	q.rt.bg.Add(1)
-	go func() {
-		defer q.rt.bg.Done()
-		q.rt.deaSem <- struct{}{}
-		defer func() { <-q.rt.deaSem }()
-		q.rt.finishDeactivation(a, "idle")
-	}()
+	rt := q.rt
+	rt.goTracked(func() {
+		rt.deactivationSlots <- struct{}{}
+		defer func() { <-rt.deactivationSlots }()
+		rt.finishDeactivation(a, "idle", time.Time{})
+	})
 }
 
 type idleHeap []idleEntry

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -35,7 +36,8 @@ type actorTimer struct {
 }
 
 // CreateTimer starts a timer on an actor, activating the actor if needed. A
-// timer with the same name is replaced. Timers end with the activation.
+// timer with the same name is replaced. Timers end with the activation. Like
+// a turn, it needs the type hosted and available and the actor owned here.
 func (rt *Runtime) CreateTimer(ctx context.Context, id ID, spec TimerSpec) error {
 	if spec.Name == "" || spec.Next == nil {
 		return fmt.Errorf("actor %s: timer needs a name and a schedule", id)
@@ -44,18 +46,24 @@ func (rt *Runtime) CreateTimer(ctx context.Context, id ID, spec TimerSpec) error
 		return ErrClosed
 	}
 	defer rt.exit()
-	te, err := rt.lookupType(id.Type)
-	if err != nil {
-		return err
-	}
 	for {
-		a, err := rt.activation(te, id, false)
+		reg, err := rt.lookupType(id.Type)
 		if err != nil {
 			return err
 		}
+		a, err := rt.activation(reg, id, false)
+		if errors.Is(err, errRetired) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, owned := rt.placement.Owns(id); !owned {
+			return fmt.Errorf("actor %s: %w", id, ErrNotOwner)
+		}
 		t := &actorTimer{spec: spec, a: a, rt: rt}
 		a.mu.Lock()
-		if a.state != active {
+		if a.life != active {
 			gone := a.goneLocked()
 			a.mu.Unlock()
 			select {
@@ -120,32 +128,38 @@ func (t *actorTimer) stopped() bool {
 	return t.done
 }
 
-// fire runs one timer turn, then schedules the next fire.
+// fire runs one timer turn, then schedules the next fire. The turn passes
+// every check a method call's turn passes (turnOn): none runs while the
+// runtime drains, on a type that is not hosted or not available, or on an
+// actor this silo does not own.
 func (t *actorTimer) fire() {
 	rt, a := t.rt, t.a
-	if t.stopped() || !rt.enter() {
+	if t.stopped() {
 		return
 	}
-	defer rt.exit()
-	ctx := context.Background()
-	if a.te.native {
-		ctx = WithCallChain(ctx, rt.newChain())
-	}
-	if err := a.acquire(ctx, rt, CallChain(ctx), false); err != nil {
-		// The activation ended (its timers end with it) or the turn could not
-		// be had in time; in the latter case try again one period later.
-		if _, gone := err.(goneError); gone {
-			return
+	call := &TimerCall{Name: t.spec.Name, Callback: t.spec.Callback, Data: t.spec.Data, DueTime: t.spec.DueTime, Period: t.spec.Period}
+	err := rt.turnOn(a, func(ctx context.Context, a *activation, _ string) error {
+		if t.stopped() {
+			return nil
 		}
-		rt.log.Warn("timer could not get the actor's turn", "actor", a.id.String(), "timer", t.spec.Name, "err", err)
-	} else {
-		call := &TimerCall{Name: t.spec.Name, Callback: t.spec.Callback, Data: t.spec.Data, DueTime: t.spec.DueTime, Period: t.spec.Period}
-		if !t.stopped() {
-			if err := a.inst.Timer(ctx, call); err != nil {
-				rt.log.Warn("timer callback failed", "actor", a.id.String(), "timer", t.spec.Name, "err", err)
-			}
-		}
-		a.release(rt)
+		return a.inst.Timer(ctx, call)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errActivationEnded), errors.Is(err, ErrClosed), errors.Is(err, ErrTypeNotHosted):
+		// The activation, the runtime or the type ended: so does the timer.
+		t.end()
+		return
+	case errors.Is(err, ErrNotOwner):
+		// The actor moved: its activation here is on its way out.
+		rt.log.Info("timer stopped: the actor is owned by another silo now", "actor", a.id.String(), "timer", t.spec.Name)
+		t.end()
+		return
+	case errors.Is(err, ErrTypeUnavailable):
+		rt.log.Debug("timer fire skipped: the actor type is unavailable", "actor", a.id.String(), "timer", t.spec.Name, "err", err)
+	default:
+		// A failed callback, or a turn not had in time: try again at the next fire.
+		rt.log.Warn("timer fire failed", "actor", a.id.String(), "timer", t.spec.Name, "err", err)
 	}
 	t.mu.Lock()
 	t.fires++
@@ -153,13 +167,19 @@ func (t *actorTimer) fire() {
 	t.mu.Unlock()
 	next, ok := t.spec.Next(rt.clock.Now(), fires)
 	if !ok {
-		a.mu.Lock()
-		if a.timers[t.spec.Name] == t {
-			delete(a.timers, t.spec.Name)
-		}
-		a.mu.Unlock()
-		t.stop()
+		t.end()
 		return
 	}
 	t.schedule(next)
+}
+
+// end stops the timer and removes it from its activation.
+func (t *actorTimer) end() {
+	a := t.a
+	a.mu.Lock()
+	if a.timers[t.spec.Name] == t {
+		delete(a.timers, t.spec.Name)
+	}
+	a.mu.Unlock()
+	t.stop()
 }

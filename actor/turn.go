@@ -2,86 +2,12 @@ package actor
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sync"
-	"time"
 )
 
-// activation states
-const (
-	activating uint8 = iota
-	active
-	deactivating
-	dead
-)
-
-// activation is one live actor on this silo: its instance, its fence token and
-// the turn lock that serialises everything the actor does.
-type activation struct {
-	id ID
-	te *typeEntry
-
-	// ready is closed once activation has finished; err says whether it failed.
-	ready chan struct{}
-	err   error
-	inst  Instance
-	fence uint64
-
-	mu      sync.Mutex
-	state   uint8
-	gone    chan struct{} // closed when the activation is dead
-	busy    bool          // a turn is running
-	holder  string        // call chain of the running turn ("" = anonymous)
-	depth   int           // nested turns of the holder's chain
-	waiters waitQueue
-	pending int           // calls admitted: running or waiting
-	lastUse time.Time     // when the last turn ended
-	quiet   chan struct{} // closed when pending drops to 0, if someone waits
-	timers  map[string]*actorTimer
-}
-
-// waiter is a call queued for the turn.
-type waiter struct {
-	chain string
-	ready chan struct{}
-	// outcome, under activation.mu: granted the turn, or turned away because
-	// the activation is ending.
-	granted, turnedAway bool
-}
-
-// waitQueue is a FIFO of waiters.
-type waitQueue struct {
-	items []*waiter
-	head  int
-}
-
-func (q *waitQueue) push(w *waiter) { q.items = append(q.items, w) }
-
-func (q *waitQueue) len() int { return len(q.items) - q.head }
-
-func (q *waitQueue) pop() *waiter {
-	if q.head == len(q.items) {
-		return nil
-	}
-	w := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
-	return w
-}
-
-func (q *waitQueue) remove(w *waiter) {
-	for i := q.head; i < len(q.items); i++ {
-		if q.items[i] == w {
-			copy(q.items[i:], q.items[i+1:])
-			q.items[len(q.items)-1] = nil
-			q.items = q.items[:len(q.items)-1]
-			return
-		}
-	}
-}
+// turnFunc is the work of one turn, run while the turn is held.
+type turnFunc func(ctx context.Context, a *activation, chain string) error
 
 // goneError tells the caller that the activation ended before the call could
 // be admitted; the caller waits on the channel and retries on a new activation.
@@ -89,45 +15,154 @@ type goneError struct{ gone <-chan struct{} }
 
 func (goneError) Error() string { return "actor activation ended" }
 
+// errActivationEnded: a turn was asked of one activation (a timer's), which
+// has ended.
+var errActivationEnded = errors.New("actor activation ended")
+
+// errDrainAbort is the cause of a turn's context cancelled because its type's
+// drain timeout passed.
+var errDrainAbort = errors.New("the actor type's drain timeout passed")
+
+// turn runs fn as one turn of the actor, activating it if needed. Every
+// check a turn must pass is made here or in startTurn, for method calls and
+// reminders alike (timers use turnOn, which shares startTurn).
+func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
+	chain := CallChain(ctx)
+	open := rt.enter()
+	if !open {
+		if chain == "" {
+			return ErrClosed
+		}
+		// While draining, a turn in progress may still call back into its own chain.
+		rt.calls.Add(1)
+	}
+	defer rt.exit()
+	for {
+		// Looked up again on every attempt: after the activation this call
+		// waited for has gone, the type may have been unregistered or
+		// registered anew.
+		reg, err := rt.lookupType(id.Type)
+		if err != nil {
+			return err
+		}
+		a, err := rt.activation(reg, id, !open)
+		if errors.Is(err, errRetired) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if chain == "" && (a.reg.cfg.Reentrancy || a.reg.native) {
+			chain = newChainID()
+			ctx = WithCallChain(ctx, chain)
+		}
+		err = a.acquire(ctx, rt, chain, !open)
+		if g, ok := errors.AsType[goneError](err); ok {
+			if rt.closed.Load() {
+				return fmt.Errorf("actor %s: %w", id, ErrClosed)
+			}
+			select {
+			case <-g.gone:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return rt.startTurn(ctx, a, chain, fn)
+	}
+}
+
+// turnOn runs fn as one turn of the activation a itself, not of whatever
+// activation the actor has now: a timer belongs to its activation, and ends
+// (errActivationEnded) when the activation does.
+func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
+	if !rt.enter() {
+		return ErrClosed
+	}
+	defer rt.exit()
+	if _, err := rt.lookupType(a.id.Type); err != nil {
+		return err
+	}
+	ctx, chain := context.Background(), ""
+	if a.reg.native {
+		chain = newChainID()
+		ctx = WithCallChain(ctx, chain)
+	}
+	if err := a.acquire(ctx, rt, chain, false); err != nil {
+		if _, gone := errors.AsType[goneError](err); gone {
+			return errActivationEnded
+		}
+		return err
+	}
+	return rt.startTurn(ctx, a, chain, fn)
+}
+
+// startTurn runs fn on a, whose turn the caller holds, and releases the turn.
+// Ownership is checked when the turn starts, not only at activation: the
+// placement may have moved the actor while the activation lived or while the
+// call waited. The turn's context is cancelled if the type's drain timeout
+// passes while it runs.
+func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, fn turnFunc) error {
+	if _, owned := rt.placement.Owns(a.id); !owned {
+		a.release(rt)
+		return fmt.Errorf("actor %s: %w", a.id, ErrNotOwner)
+	}
+	outermost := rt.invariantTurnStarted(a)
+	tctx, cancel := context.WithCancelCause(ctx)
+	level := &turnLevel{cancel: cancel}
+	a.mu.Lock()
+	a.levels = append(a.levels, level)
+	a.mu.Unlock()
+
+	err := fn(tctx, a, chain)
+
+	aborted := errors.Is(context.Cause(tctx), errDrainAbort)
+	a.mu.Lock()
+	for i, l := range a.levels {
+		if l == level {
+			a.levels = append(a.levels[:i], a.levels[i+1:]...)
+			break
+		}
+	}
+	a.mu.Unlock()
+	cancel(nil)
+	rt.invariantTurnEnded(a, outermost)
+	a.release(rt)
+	if err != nil && aborted {
+		return fmt.Errorf("actor %s: turn aborted when the drain timeout of %v passed: %w", a.id, a.reg.cfg.DrainTimeout, ErrClosed)
+	}
+	return err
+}
+
 // acquire admits a call to the actor's turn: at once when the actor is idle or
 // the call belongs to the chain holding the turn (reentrancy), otherwise after
 // every call queued before it. onlyReentrant admits nothing but reentrant calls
 // (used while the runtime drains).
 func (a *activation) acquire(ctx context.Context, rt *Runtime, chain string, onlyReentrant bool) error {
 	a.mu.Lock()
-	reentrant := chain != "" && a.busy && chain == a.holder
-	if a.state != active && !(reentrant && a.state == deactivating) {
+	v, w := a.turns.admit(a.life, chain, &a.reg.cfg, onlyReentrant)
+	switch v {
+	case runNow, runNested:
+		a.mu.Unlock()
+		return nil
+	case refusedGone:
 		gone := a.goneLocked()
 		a.mu.Unlock()
 		return goneError{gone}
-	}
-	if reentrant {
-		cfg := &a.te.cfg
-		if !cfg.Reentrancy {
-			a.mu.Unlock()
-			return fmt.Errorf("actor %s: call chain %s already holds its turn and the type is not reentrant: %w", a.id, chain, ErrDeadlock)
-		}
-		if a.depth >= cfg.MaxStackDepth {
-			a.mu.Unlock()
-			return fmt.Errorf("actor %s: depth %d reached: %w", a.id, cfg.MaxStackDepth, ErrStackDepth)
-		}
-		a.depth++
-		a.pending++
+	case refusedDeadlock:
 		a.mu.Unlock()
-		return nil
-	}
-	if onlyReentrant {
+		return fmt.Errorf("actor %s: call chain %s already holds its turn and the type is not reentrant: %w", a.id, chain, ErrDeadlock)
+	case refusedDepth:
+		a.mu.Unlock()
+		return fmt.Errorf("actor %s: depth %d reached: %w", a.id, a.reg.cfg.MaxStackDepth, ErrStackDepth)
+	case refusedClosed:
 		a.mu.Unlock()
 		return ErrClosed
 	}
-	a.pending++
-	if !a.busy {
-		a.busy, a.holder, a.depth = true, chain, 1
-		a.mu.Unlock()
-		return nil
-	}
-	w := &waiter{chain: chain, ready: make(chan struct{})}
-	a.waiters.push(w)
+	startedBefore := a.turns.started
 	a.mu.Unlock()
 
 	timer := rt.clock.NewTimer(rt.turnWait)
@@ -146,83 +181,50 @@ func (a *activation) acquire(ctx context.Context, rt *Runtime, chain string, onl
 	case <-ctx.Done():
 		err = fmt.Errorf("actor %s: waiting for its turn: %w", a.id, ctx.Err())
 	case <-timer.C():
-		err = fmt.Errorf("actor %s: waited %v with %d calls ahead: %w", a.id, rt.turnWait, a.queueLen(), ErrTurnTimeout)
+		err = a.turnWaitError(rt, w, startedBefore)
 	case <-rt.abort:
 		err = fmt.Errorf("actor %s: %w", a.id, ErrClosed)
 	}
 	timer.Stop()
 	a.mu.Lock()
-	if w.granted {
+	if a.turns.leave(w) {
 		// The turn was handed over while we gave up: pass it on.
 		a.mu.Unlock()
 		a.release(rt)
 		return err
 	}
-	if !w.turnedAway {
-		a.waiters.remove(w)
-		a.pending--
-		a.quietLocked()
-	}
+	a.quietLocked()
 	a.mu.Unlock()
 	return err
 }
 
-// quietLocked wakes a deactivation waiting for the last admitted call to end.
-// Requires a.mu.
-func (a *activation) quietLocked() {
-	if a.pending == 0 && a.quiet != nil {
-		close(a.quiet)
-		a.quiet = nil
-	}
-}
-
-// turnAwayLocked sends every queued call to retry on a new activation.
-// Requires a.mu.
-func (a *activation) turnAwayLocked() {
-	for w := a.waiters.pop(); w != nil; w = a.waiters.pop() {
-		w.turnedAway = true
-		a.pending--
-		close(w.ready)
-	}
-	a.quietLocked()
-}
-
-func (a *activation) queueLen() int {
+// turnWaitError explains a call that waited the whole turn-wait bound. When
+// the turn running as it queued is still running, a call cycle is the likely
+// cause: an actor whose turn calls another actor that calls back into it,
+// along a path where the call chain is lost (app actors without reentrancy
+// get no Dapr-Reentrancy-Id), waits for its own turn.
+func (a *activation) turnWaitError(rt *Runtime, w *waiter, startedBefore uint64) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.waiters.len()
+	sameTurn := a.turns.started == startedBefore
+	ahead := a.turns.ahead(w)
+	a.mu.Unlock()
+	if sameTurn {
+		return fmt.Errorf("actor %s: waited %v for its turn while the turn ahead of it ran the whole time (%d more calls queued ahead); "+
+			"a call cycle is the likely cause (this actor's turn calling an actor that calls back into it without reentrancy): "+
+			"enable reentrancy for the type or break the cycle: %w", a.id, rt.turnWait, ahead, ErrTurnTimeout)
+	}
+	return fmt.Errorf("actor %s: waited %v with %d calls ahead: %w", a.id, rt.turnWait, ahead+1, ErrTurnTimeout)
 }
 
-// release ends a turn (or one nested turn of a reentrant chain) and hands the
+// release ends a turn (or one nested level of a reentrant chain) and hands the
 // turn to the next queued call.
 func (a *activation) release(rt *Runtime) {
 	now := rt.clock.Now()
 	a.mu.Lock()
-	a.pending--
 	a.lastUse = now
-	if a.depth > 1 {
-		a.depth--
-		a.mu.Unlock()
-		return
-	}
-	if w := a.waiters.pop(); w != nil {
-		a.holder, a.depth = w.chain, 1
-		w.granted = true
+	if w := a.turns.release(); w != nil {
 		close(w.ready)
-	} else {
-		a.busy, a.holder, a.depth = false, "", 0
 	}
 	a.quietLocked()
 	a.mu.Unlock()
-}
-
-// goneLocked returns the channel closed when the activation is dead. Requires a.mu.
-func (a *activation) goneLocked() <-chan struct{} {
-	if a.gone == nil {
-		a.gone = make(chan struct{})
-		if a.state == dead {
-			close(a.gone)
-		}
-	}
-	return a.gone
 }

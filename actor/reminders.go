@@ -5,28 +5,6 @@ import (
 	"errors"
 )
 
-// TypeWatcher is told when a type starts (hosted) or stops (!hosted) being
-// hosted by this runtime. It runs with the type table locked: it must return
-// quickly and must not call Register or Unregister.
-type TypeWatcher func(name string, hosted bool)
-
-// WatchTypes adds a watcher and calls it at once for every type hosted now.
-func (rt *Runtime) WatchTypes(w TypeWatcher) {
-	rt.typesMu.Lock()
-	defer rt.typesMu.Unlock()
-	rt.watchers = append(rt.watchers, w)
-	for name := range *rt.types.Load() {
-		w(name, true)
-	}
-}
-
-// notifyLocked tells the watchers about a type change; typesMu is held.
-func (rt *Runtime) notifyLocked(name string, hosted bool) {
-	for _, w := range rt.watchers {
-		w(name, hosted)
-	}
-}
-
 // ReminderSpec is a reminder registration made from Go code.
 type ReminderSpec struct {
 	Name    string
