@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/clock"
 )
 
 // Options configures how the silo talks to apps.
@@ -43,6 +45,8 @@ type Options struct {
 	IdleConnTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Clock paces health probes and bounds calls; nil means clock.Real.
+	Clock clock.Clock
 }
 
 func (o *Options) setDefaults() {
@@ -70,14 +74,25 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Clock == nil {
+		o.Clock = clock.Real
+	}
 }
 
 // Runtime is what the registry needs of the actor runtime.
 type Runtime interface {
-	Register(name string, t actor.Type, cfg actor.TypeConfig) error
-	Unregister(ctx context.Context, name string)
+	// RegisterTypes and UnregisterTypes take an app's types in one step.
+	RegisterTypes(regs []actor.TypeRegistration) error
+	UnregisterTypes(ctx context.Context, names []string)
 	SetAvailable(name, reason string)
 }
+
+// Errors of Register, for callers that answer them differently.
+var (
+	// ErrNotAnApp: the URL answers, but not as an app serving the actor
+	// callback protocol (its GET /dapr/config is 404).
+	ErrNotAnApp = errors.New("not an app serving the actor callback protocol")
+)
 
 // Registry holds the apps registered with this silo.
 type Registry struct {
@@ -107,6 +122,9 @@ type App struct {
 	reg  *Registry
 
 	refreshMu sync.Mutex // one config read at a time
+	// needConfig: registered in node mode, so /dapr/config must be served;
+	// a sidecar's app may answer 404 (no actors) or not be up yet.
+	needConfig bool
 
 	mu       sync.Mutex
 	types    []string
@@ -138,6 +156,13 @@ func ParseAppURL(raw string) (*url.URL, error) {
 	}
 	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("app URL %q: want http://host:port with an optional path", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("app URL %q: port %s is not between 1 and 65535", raw, p)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, fmt.Errorf("app URL %q: empty port", raw)
 	}
 	return u, nil
 }
@@ -171,6 +196,7 @@ func (r *Registry) Register(ctx context.Context, appID, rawURL string, wait bool
 	created := app == nil
 	if created {
 		app = r.newApp(appID, u)
+		app.needConfig = wait
 		r.apps[appID] = app
 		r.mu.Unlock()
 		go app.probeLoop()
@@ -209,6 +235,8 @@ func (r *Registry) newApp(id string, u *url.URL) *App {
 			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 			NoDefaultUserAgentHeader:  true,
 			DisablePathNormalizing:    true,
+			// Without it fasthttp dials IPv4 only, and http://[::1]:port fails.
+			DialDualStack: true,
 		},
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -293,7 +321,7 @@ func (a *App) refresh(ctx context.Context) error {
 		return fmt.Errorf("app %s was unregistered", a.id)
 	default:
 	}
-	body, err := a.get(ctx, "/dapr/config", a.reg.opts.HealthTimeout+4*time.Second, true)
+	body, err := a.get(ctx, "/dapr/config", a.reg.opts.HealthTimeout+4*time.Second, !a.needConfig)
 	if err != nil {
 		a.markFailure(err)
 		return err
@@ -352,20 +380,24 @@ func (a *App) setTypes(ctx context.Context, types map[string]actor.TypeConfig) e
 	sort.Strings(names)
 	r.mu.Unlock()
 
-	for _, name := range removed {
-		r.rt.Unregister(ctx, name)
+	if len(removed) > 0 {
+		r.rt.UnregisterTypes(ctx, removed)
+	}
+	regs := make([]actor.TypeRegistration, len(names))
+	for i, name := range names {
+		regs[i] = actor.TypeRegistration{Name: name, Type: &appType{app: a, name: name}, Config: types[name]}
+	}
+	if err := r.rt.RegisterTypes(regs); err != nil {
+		return fmt.Errorf("app %s: registering its actor types: %w", a.id, err)
 	}
 	for _, name := range names {
-		if err := r.rt.Register(name, &appType{app: a, name: name}, types[name]); err != nil {
-			return fmt.Errorf("app %s: registering actor type %s: %w", a.id, name, err)
-		}
 		r.rt.SetAvailable(name, "")
 	}
 	a.mu.Lock()
 	a.types = names
 	a.mu.Unlock()
 	if len(names) > 0 || len(removed) > 0 {
-		r.log.Info("app actor types", "app", a.id, "url", a.base, "types", names, "removed", removed)
+		r.log.Info("app actor types", "app", a.id, "url", a.base, "types", summarize(names), "removed", summarize(removed))
 	}
 	return nil
 }
@@ -380,15 +412,16 @@ func (a *App) markFailure(err error) {
 func (a *App) probeLoop() {
 	defer close(a.stopped)
 	opts := &a.reg.opts
-	t := time.NewTicker(opts.HealthInterval)
+	t := opts.Clock.NewTimer(opts.HealthInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-a.stop:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		a.probe()
+		t.Reset(opts.HealthInterval)
 	}
 }
 
@@ -433,9 +466,6 @@ func (a *App) probe() {
 // notFoundIsEmpty a 404 counts as an empty success.
 func (a *App) get(ctx context.Context, path string, timeout time.Duration, notFoundIsEmpty bool) ([]byte, error) {
 	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod(fasthttp.MethodGet)
 	req.SetRequestURI(a.base + path)
 	req.Header.SetHost(a.host)
@@ -443,17 +473,21 @@ func (a *App) get(ctx context.Context, path string, timeout time.Duration, notFo
 	if a.reg.opts.Token != "" {
 		req.Header.Set("dapr-api-token", a.reg.opts.Token)
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		timeout = time.Until(d)
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, d.Sub(a.reg.opts.Clock.Now()))
 	}
-	if err := a.hc.DoTimeout(req, resp, timeout); err != nil {
+	resp, err := a.do(ctx, req, timeout)
+	if err != nil {
 		return nil, fmt.Errorf("GET %s%s: %w", a.base, path, err)
 	}
+	defer fasthttp.ReleaseResponse(resp)
 	switch code := resp.StatusCode(); {
 	case code >= 200 && code < 300:
 		return slices.Clone(resp.Body()), nil
 	case code == 404 && notFoundIsEmpty:
 		return nil, nil
+	case code == 404 && path == "/dapr/config":
+		return nil, fmt.Errorf("app %s at %s is %w: GET /dapr/config answered 404", a.id, a.base, ErrNotAnApp)
 	case code == 404 && path == "/healthz":
 		// An app that does not implement /healthz but answers is alive.
 		return nil, nil
@@ -467,4 +501,12 @@ func truncate(b []byte, n int) string {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
+}
+
+// summarize keeps a log line short for apps with many types.
+func summarize(names []string) any {
+	if len(names) <= 20 {
+		return names
+	}
+	return fmt.Sprintf("%d types (%s, ...)", len(names), strings.Join(names[:5], ", "))
 }

@@ -2,6 +2,7 @@ package callback_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/actor/callback"
 )
 
 func TestBadApps(t *testing.T) {
@@ -62,8 +64,16 @@ func TestBadApps(t *testing.T) {
 	t.Run("no config route", func(t *testing.T) {
 		app := newFakeApp(t, "")
 		app.set(func(a *fakeApp) { a.configStatus = http.StatusNotFound })
-		if err := reg.Register(ctx, "noconfig", app.URL(), true); err != nil {
-			t.Errorf("an app answering 404 to /dapr/config (no actors): %v", err)
+		// Node mode asks for an app: a URL without a config is not one.
+		if err := reg.Register(ctx, "noconfig", app.URL(), true); !errors.Is(err, callback.ErrNotAnApp) {
+			t.Errorf("node mode, an app answering 404 to /dapr/config: err = %v, want ErrNotAnApp", err)
+		}
+		if _, ok := appStatus(reg, "noconfig"); ok {
+			t.Error("a URL without a config stayed registered in node mode")
+		}
+		// A sidecar's app that serves no config hosts no actors.
+		if err := reg.Register(ctx, "noconfig", app.URL(), false); err != nil {
+			t.Errorf("sidecar mode, an app answering 404 to /dapr/config (no actors): %v", err)
 		}
 		if st, ok := appStatus(reg, "noconfig"); !ok || len(st.Types) != 0 || !st.Healthy {
 			t.Errorf("status = %+v, %v", st, ok)

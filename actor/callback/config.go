@@ -34,10 +34,17 @@ type entityConfigJSON struct {
 	settings
 }
 
+// MaxEntities bounds the actor types one app may declare. Real apps declare a
+// handful; the bound keeps a hostile or broken config from making the silo
+// register, watch and load reminders for an unbounded number of types.
+const MaxEntities = 1000
+
 // ParseConfig reads an app's /dapr/config body into per-type configurations.
 // Invalid values do not fail the whole config: each is reported in warnings and
-// the default applies, as the protocol asks. Malformed JSON, an empty or
-// invalid type name, or a type listed twice is an error.
+// the value it would have had otherwise is kept — the default for an app-level
+// setting, the app-level value for one in entitiesConfig. Malformed JSON, an
+// empty or invalid type name, a type listed twice, or more than MaxEntities
+// types is an error.
 func ParseConfig(body []byte) (types map[string]actor.TypeConfig, warnings []string, err error) {
 	var c appConfig
 	if len(body) > 0 {
@@ -47,6 +54,9 @@ func ParseConfig(body []byte) (types map[string]actor.TypeConfig, warnings []str
 	}
 	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
 
+	if len(c.Entities) > MaxEntities {
+		return nil, nil, fmt.Errorf("app config lists %d entities; an app may host at most %d actor types", len(c.Entities), MaxEntities)
+	}
 	base := actor.DefaultTypeConfig()
 	applyCommon(&base, "", c.settings, warn)
 

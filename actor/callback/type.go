@@ -3,10 +3,8 @@ package callback
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -62,8 +60,7 @@ var (
 // caller must release.
 func (in *instance) call(ctx context.Context, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
 	a := in.app
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
+	req := fasthttp.AcquireRequest() // do releases it
 	req.Header.SetMethod(method)
 	uri := req.URI()
 	pathBuf := append(req.Header.RequestURI()[:0], in.prefix...)
@@ -96,18 +93,17 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 	} else if body != nil {
 		req.Header.SetContentTypeBytes(jsonContentType)
 	}
-	req.SetBodyRaw(body)
+	// Copied, not borrowed: an abandoned call (see do) may still be sending
+	// after the caller's buffers are reused.
+	req.SetBody(body)
 
 	timeout := a.reg.opts.CallTimeout
 	if d, ok := ctx.Deadline(); ok {
-		if left := time.Until(d); left < timeout {
-			timeout = left
-		}
+		timeout = min(timeout, d.Sub(a.reg.opts.Clock.Now()))
 	}
-	resp := fasthttp.AcquireResponse()
-	if err := a.hc.DoTimeout(req, resp, timeout); err != nil {
-		fasthttp.ReleaseResponse(resp)
-		if errors.Is(err, fasthttp.ErrTimeout) {
+	resp, err := a.do(ctx, req, timeout)
+	if err != nil {
+		if isTimeout(err) {
 			return nil, fmt.Errorf("calling app %s at %s: no answer within %v", a.id, a.base, timeout)
 		}
 		return nil, fmt.Errorf("calling app %s at %s: %w", a.id, a.base, err)
