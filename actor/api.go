@@ -107,7 +107,10 @@ type TypeConfig struct {
 	IdleTimeout time.Duration
 	// DrainTimeout bounds how long in-flight turns may run during a drain.
 	DrainTimeout time.Duration
-	// DrainRebalanced drains actors whose owner moves before deactivating them.
+	// DrainRebalanced drains actors whose owner moves before deactivating
+	// them. It is read from app configs and kept, but nothing uses it yet:
+	// actors move only once placement hands shards between silos, and the
+	// hand-over will honour it.
 	DrainRebalanced bool
 	// Reentrancy allows a call carrying the chain that holds the actor's turn
 	// to enter, up to MaxStackDepth nested turns.

@@ -172,7 +172,12 @@ func (s *Silo) RegisterApp(ctx context.Context, appID, url string) error {
 	if _, err := callback.ParseAppURL(url); err != nil {
 		return InputError{err}
 	}
-	return s.cfg.Apps.Register(ctx, appID, url, true)
+	err := s.cfg.Apps.Register(ctx, appID, url, true)
+	if errors.Is(err, callback.ErrNotAnApp) || errors.Is(err, callback.ErrConfig) {
+		// The URL answered, but not as an app: the request was wrong.
+		return InputError{err}
+	}
+	return err
 }
 
 // UnregisterApp removes an app and its actor types.

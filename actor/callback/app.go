@@ -92,6 +92,8 @@ var (
 	// ErrNotAnApp: the URL answers, but not as an app serving the actor
 	// callback protocol (its GET /dapr/config is 404).
 	ErrNotAnApp = errors.New("not an app serving the actor callback protocol")
+	// ErrConfig: the app's /dapr/config is not valid (see ParseConfig).
+	ErrConfig = errors.New("unusable app config")
 )
 
 // Registry holds the apps registered with this silo.
@@ -328,7 +330,7 @@ func (a *App) refresh(ctx context.Context) error {
 	}
 	types, warnings, err := ParseConfig(body)
 	if err != nil {
-		err = fmt.Errorf("app %s: %w", a.id, err)
+		err = fmt.Errorf("app %s: %w: %w", a.id, ErrConfig, err)
 		a.markFailure(err)
 		return err
 	}

@@ -206,9 +206,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
-// shutdown drains in the order that loses nothing: the runtime first (the
-// gateway stays up so turns in flight can still save state), then reminders,
-// then app probes, then the gateway.
+// shutdown drains in the order that loses nothing: reminders first (no new
+// fires; fires in flight finish and their next due times are written), then
+// the runtime (turns in flight finish, each type within its drain timeout,
+// while the gateway stays up so they can still save state and call other
+// actors; then every actor is deactivated), then the app probes, then the
+// gateway, which closes connections still sending a request.
 func shutdown(rt *actor.Runtime, apps *callback.Registry, rem *reminders.Service, gw *gateway.Server, grace time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
