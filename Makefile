@@ -8,6 +8,9 @@ HTTP_PORT ?= 3500
 FUZZTIME ?= 3s
 # Packages whose tests run with the race detector (everything with concurrency).
 RACE_PKGS := ./...
+# Packages whose tests run again with the runtime's invariant checks compiled in
+# (single activation and the turn queue's bookkeeping, checked on every turn).
+INVARIANT_PKGS := ./actor/... ./reminders/... ./silo/...
 
 .PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean
 
@@ -34,6 +37,7 @@ vet:
 
 unit:
 	$(GO) test -race -timeout 9m $(RACE_PKGS)
+	$(GO) test -race -tags invariants -timeout 5m $(INVARIANT_PKGS)
 
 ## fuzz-smoke: every fuzz target briefly ($(FUZZTIME) each)
 fuzz-smoke:
