@@ -34,6 +34,8 @@ type Config struct {
 	Timeout time.Duration
 	// Request is what every connection sends.
 	Request Request
+	// Client is ClientRaw (the default when empty) or ClientNetHTTP.
+	Client string
 }
 
 const (
@@ -62,6 +64,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	for i := range workers {
 		w := &worker{run: r, codes: map[int]int64{}}
 		workers[i] = w
+		if cfg.Client == ClientNetHTTP {
+			nw := newNetHTTPWorker(w)
+			wg.Go(func() { nw.loop(runCtx) })
+			continue
+		}
 		wg.Go(func() { w.loop(runCtx) })
 	}
 	wg.Wait()
@@ -88,6 +95,11 @@ func newRun(cfg Config) (*run, error) {
 	}
 	if cfg.Connections <= 0 {
 		return nil, fmt.Errorf("load connections %d: want at least 1", cfg.Connections)
+	}
+	switch cfg.Client {
+	case "", ClientRaw, ClientNetHTTP:
+	default:
+		return nil, fmt.Errorf("load client %q: want %q or %q", cfg.Client, ClientRaw, ClientNetHTTP)
 	}
 	if cfg.Duration <= 0 || cfg.Warmup < 0 {
 		return nil, fmt.Errorf("load duration %v and warm-up %v: want a positive duration and a non-negative warm-up", cfg.Duration, cfg.Warmup)

@@ -38,6 +38,12 @@ func mustRun(t *testing.T, cfg Config) Result {
 }
 
 func TestRunRoundRobinWithBody(t *testing.T) {
+	for _, client := range []string{ClientRaw, ClientNetHTTP} {
+		t.Run(client, func(t *testing.T) { testRoundRobinWithBody(t, client) })
+	}
+}
+
+func testRoundRobinWithBody(t *testing.T, client string) {
 	const actors = 7
 	var (
 		mu     sync.Mutex
@@ -71,13 +77,15 @@ func TestRunRoundRobinWithBody(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	})
-	res := mustRun(t, quickConfig(addr, 4, Request{
+	cfg := quickConfig(addr, 4, Request{
 		Method:  "PUT",
 		Path:    "/actors/Echo/{actor}/method/echo",
 		Body:    `{"n":{n},"actor":"{actor}"}`,
 		Headers: map[string]string{"X-Bench": "1"},
 		Actors:  ActorIDs("a", actors),
-	}))
+	})
+	cfg.Client = client
+	res := mustRun(t, cfg)
 	if msg := failed.Load(); msg != nil {
 		t.Fatal(msg)
 	}

@@ -118,13 +118,15 @@ func (t template) render(dst []byte, actor string, n uint64) []byte {
 
 // compiledRequest renders the bytes of request n without allocating.
 type compiledRequest struct {
-	head   string   // "METHOD "
-	path   template // request target
-	fixed  string   // " HTTP/1.1\r\nHost: …\r\n" plus the extra headers
-	body   template
-	sendCL bool // send Content-Length even when the body is empty
-	actors []string
-	noBody bool // a HEAD request: the response has no body
+	method  string
+	headers map[string]string // the extra headers, with Content-Type when defaulted
+	head    string            // "METHOD "
+	path    template          // request target
+	fixed   string            // " HTTP/1.1\r\nHost: …\r\n" plus the extra headers
+	body    template
+	sendCL  bool // send Content-Length even when the body is empty
+	actors  []string
+	noBody  bool // a HEAD request: the response has no body
 }
 
 func compileRequest(r Request, host string) (*compiledRequest, error) {
@@ -135,11 +137,13 @@ func compileRequest(r Request, host string) (*compiledRequest, error) {
 		return nil, fmt.Errorf("request path %q must start with / and contain no spaces or line breaks", r.Path)
 	}
 	c := &compiledRequest{
-		head:   r.Method + " ",
-		path:   parseTemplate(r.Path),
-		body:   parseTemplate(r.Body),
-		actors: r.Actors,
-		noBody: r.Method == "HEAD",
+		method:  r.Method,
+		headers: map[string]string{},
+		head:    r.Method + " ",
+		path:    parseTemplate(r.Path),
+		body:    parseTemplate(r.Body),
+		actors:  r.Actors,
+		noBody:  r.Method == "HEAD",
 	}
 	if (c.path.uses(actorID) || c.body.uses(actorID)) && len(r.Actors) == 0 {
 		return nil, fmt.Errorf("request uses %s but no actor IDs are given", ActorPlaceholder)
@@ -166,9 +170,11 @@ func compileRequest(r Request, host string) (*compiledRequest, error) {
 			hasContentType = true
 		}
 		b.WriteString(name + ": " + value + "\r\n")
+		c.headers[name] = value
 	}
 	if r.Body != "" && !hasContentType {
 		b.WriteString("Content-Type: application/json\r\n")
+		c.headers["Content-Type"] = "application/json"
 	}
 	c.fixed = b.String()
 	switch r.Method {

@@ -30,6 +30,7 @@ type options struct {
 	rounds           int
 	jsonPath         string
 	strict           bool
+	netHTTP          bool // also run load (a) with a net/http client
 	stopGrace        time.Duration
 }
 
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "connections", 64, "connections in load (b)")
 	fs.IntVar(&o.rounds, "rounds", 4, "rounds the measured time of each load is split into; the loads take turns, so a drift of the machine's speed affects gateway and direct alike")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results to this JSON file")
+	fs.BoolVar(&o.netHTTP, "nethttp", true, "also run load (a) with a net/http client, beside the raw-connection one")
 	fs.BoolVar(&o.strict, "strict", false, "exit with status 1 when a target is missed")
 	fs.DurationVar(&o.stopGrace, "stop-timeout", 15*time.Second, "how long a process may take to exit after SIGTERM before it is killed")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +102,7 @@ type scenario struct {
 	actors []string
 	method string
 	path   string
+	client string // loadgen.ClientRaw or loadgen.ClientNetHTTP
 }
 
 // bench starts the processes, runs the four loads and stops everything.
@@ -169,11 +172,20 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(a) direct", load: "a", via: "direct", addr: appAddr, conns: 1, actors: []string{"a"},
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
+	}
+	if o.netHTTP {
+		scenarios = append(scenarios,
+			scenario{name: "(a) gateway, net/http client", load: "a-nethttp", via: "gateway", addr: gwAddr, conns: 1, actors: []string{"a"},
+				method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo", client: loadgen.ClientNetHTTP},
+			scenario{name: "(a) direct, net/http client", load: "a-nethttp", via: "direct", addr: appAddr, conns: 1, actors: []string{"a"},
+				method: "PUT", path: "/actors/Echo/{actor}/method/echo", client: loadgen.ClientNetHTTP})
+	}
+	scenarios = append(scenarios, []scenario{
 		{name: "(b) gateway", load: "b", via: "gateway", addr: gwAddr, conns: o.conns, actors: many,
 			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(b) direct", load: "b", via: "direct", addr: appAddr, conns: o.conns, actors: many,
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
-	}
+	}...)
 	rep = report{Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds, SiloRSSBytes: -1, SiloPeakRSSBytes: -1}
 	results := make([]loadgen.Result, len(scenarios))
 	slice := o.duration / time.Duration(o.rounds)
@@ -184,6 +196,7 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 			res, err := loadgen.Run(ctx, loadgen.Config{
 				Addr: sc.addr, Connections: sc.conns, Warmup: o.warmup, Duration: slice,
 				Request: loadgen.Request{Method: sc.method, Path: sc.path, Actors: sc.actors},
+				Client:  sc.client,
 			})
 			if err != nil {
 				return rep, err
@@ -207,7 +220,7 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	}
 	for i, sc := range scenarios {
 		rep.Scenarios = append(rep.Scenarios, scenarioReport{
-			Name: sc.name, Load: sc.load, Via: sc.via, Method: sc.method, Path: sc.path,
+			Name: sc.name, Load: sc.load, Via: sc.via, Method: sc.method, Path: sc.path, Client: sc.client,
 			Connections: sc.conns, Actors: len(sc.actors), Result: results[i],
 		})
 	}

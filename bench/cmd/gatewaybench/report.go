@@ -16,15 +16,19 @@ const (
 	minRatioB = 0.50                   // (b) through the gateway, as a share of direct-to-app rps
 	maxP99B   = 10 * time.Millisecond  // (b) through the gateway
 	maxP50A   = 250 * time.Microsecond // (a) through the gateway
-	maxRSS    = 40 << 20               // silo resident memory after (b), bytes
+	// maxAddedP50A bounds what the gateway adds to the p50 of load (a)
+	// over calling the app directly, with either client.
+	maxAddedP50A = 50 * time.Microsecond
+	maxRSS       = 40 << 20 // silo resident memory after (b), bytes
 )
 
 type scenarioReport struct {
 	Name        string         `json:"name"`
-	Load        string         `json:"load"` // "a" or "b"
+	Load        string         `json:"load"` // "a", "a-nethttp" or "b"
 	Via         string         `json:"via"`  // "gateway" or "direct"
 	Method      string         `json:"method"`
 	Path        string         `json:"path"`
+	Client      string         `json:"client,omitempty"` // empty: the raw-connection client
 	Connections int            `json:"connections"`
 	Actors      int            `json:"actors"`
 	Result      loadgen.Result `json:"result"`
@@ -36,8 +40,10 @@ type report struct {
 	Warmup           string             `json:"warmup"`
 	Rounds           int                `json:"rounds"` // the loads took turns this many times
 	Scenarios        []scenarioReport   `json:"scenarios"`
-	RatioA           float64            `json:"ratio_a"`             // gateway rps / direct rps, load (a)
-	RatioB           float64            `json:"ratio_b"`             // the same for load (b)
+	RatioA           float64            `json:"ratio_a"`        // gateway rps / direct rps, load (a)
+	RatioB           float64            `json:"ratio_b"`        // the same for load (b)
+	AddedP50A        time.Duration      `json:"added_p50_a_ns"` // gateway p50 − direct p50, load (a)
+	AddedP50ANetHTTP time.Duration      `json:"added_p50_a_nethttp_ns,omitempty"`
 	SiloRSSBytes     int64              `json:"silo_rss_bytes"`      // after (b); -1 when unknown
 	SiloPeakRSSBytes int64              `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
 	RSSError         string             `json:"rss_error,omitempty"`
@@ -60,6 +66,11 @@ func (r *report) evaluate() {
 	ga, da := r.result("a", "gateway"), r.result("a", "direct")
 	gb, db := r.result("b", "gateway"), r.result("b", "direct")
 	r.RatioA, r.RatioB = benchproc.Ratio(ga.RPS, da.RPS), benchproc.Ratio(gb.RPS, db.RPS)
+	gn, dn := r.result("a-nethttp", "gateway"), r.result("a-nethttp", "direct")
+	r.AddedP50A = ga.P50 - da.P50
+	if gn.Requests > 0 {
+		r.AddedP50ANetHTTP = gn.P50 - dn.P50
+	}
 	rssValue := benchproc.MiB(r.SiloRSSBytes)
 	if r.SiloRSSBytes < 0 {
 		rssValue = "unknown: " + r.RSSError
@@ -75,10 +86,19 @@ func (r *report) evaluate() {
 			Value: loadgen.FormatDuration(gb.P99), Pass: gb.Requests > 0 && gb.P99 <= maxP99B},
 		{Name: "(a) gateway p50 ≤ " + loadgen.FormatDuration(maxP50A),
 			Value: loadgen.FormatDuration(ga.P50), Pass: ga.Requests > 0 && ga.P50 <= maxP50A},
+		{Name: "(a) gateway adds ≤ " + loadgen.FormatDuration(maxAddedP50A) + " at p50",
+			Value: loadgen.FormatDuration(r.AddedP50A), Pass: ga.Requests > 0 && da.Requests > 0 && r.AddedP50A <= maxAddedP50A},
+	}
+	if gn.Requests > 0 || dn.Requests > 0 {
+		r.Targets = append(r.Targets, benchproc.Target{
+			Name:  "(a), net/http client: adds ≤ " + loadgen.FormatDuration(maxAddedP50A) + " at p50",
+			Value: loadgen.FormatDuration(r.AddedP50ANetHTTP), Pass: gn.Requests > 0 && dn.Requests > 0 && r.AddedP50ANetHTTP <= maxAddedP50A})
+	}
+	r.Targets = append(r.Targets, []benchproc.Target{
 		{Name: "silo RSS after (b) ≤ " + benchproc.MiB(maxRSS),
 			Value: rssValue, Pass: r.SiloRSSBytes >= 0 && r.SiloRSSBytes <= maxRSS},
 		{Name: "no failed requests", Value: strconv.FormatInt(failed, 10), Pass: failed == 0},
-	}
+	}...)
 	r.Pass = benchproc.AllPass(r.Targets)
 }
 
@@ -87,7 +107,7 @@ func printReport(w io.Writer, r report) {
 		r.Duration, r.Rounds, r.Warmup)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-11s\tconns\tactors\trps\tp50\tp90\tp99\tp99.9\tmax\terrors\t\n", "scenario")
-	for _, load := range []string{"a", "b"} {
+	for _, load := range []string{"a", "a-nethttp", "b"} {
 		for _, via := range []string{"gateway", "direct"} {
 			for _, s := range r.Scenarios {
 				if s.Load != load || s.Via != via {
@@ -102,6 +122,11 @@ func printReport(w io.Writer, r report) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ngateway/direct rps: (a) %.0f%%  (b) %.0f%%\n", 100*r.RatioA, 100*r.RatioB)
+	fmt.Fprintf(w, "added by the gateway at p50, load (a): %s", loadgen.FormatDuration(r.AddedP50A))
+	if r.AddedP50ANetHTTP != 0 {
+		fmt.Fprintf(w, "; with a net/http client: %s", loadgen.FormatDuration(r.AddedP50ANetHTTP))
+	}
+	fmt.Fprintln(w)
 	if r.SiloRSSBytes >= 0 {
 		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", benchproc.MiB(r.SiloRSSBytes), benchproc.MiB(r.SiloPeakRSSBytes))
 	} else {
