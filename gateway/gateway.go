@@ -252,7 +252,12 @@ func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *a
 		}
 		req.Header = append(req.Header, actor.HeaderField{Name: k, Value: v})
 	}
-	var c context.Context = ctx
+	// Not the fasthttp request itself: its Done channel is the server's
+	// shutdown signal, which means nothing to a turn, and a turn's context
+	// derived from it would cost a goroutine per call (context.WithCancel
+	// watches a parent it cannot hook into). fasthttp does not report a
+	// client going away either, so nothing is lost.
+	var c context.Context = context.Background()
 	if len(chain) > 0 {
 		c = actor.WithCallChain(c, string(chain))
 	}
