@@ -3,6 +3,7 @@ package actor
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidateName(t *testing.T) {
@@ -31,6 +32,14 @@ func TestValidateName(t *testing.T) {
 		{"nl\n", false},
 		{"del\x7f", false},
 		{strings.Repeat("x", MaxNameLength+1), false},
+		{"\xff\xfe", false},
+		{"a\xc3", false},
+		{"\xc3\x28", false},
+		{"\xed\xa0\x80", false}, // a surrogate, encoded
+		{"\xc0\xaf", false},     // an overlong "/"
+		{"\xf4\x90\x80\x80", false},
+		{"\ufffd", true},
+		{"\U0001F600", true},
 	}
 	for _, tt := range tests {
 		err := ValidateName(tt.name)
@@ -51,6 +60,9 @@ func FuzzValidateName(f *testing.F) {
 		}
 		if s == "" || s == "." || s == ".." || len(s) > MaxNameLength || strings.ContainsAny(s, "/\\#?\x00\x7f") {
 			t.Fatalf("accepted invalid name %q", s)
+		}
+		if !utf8.ValidString(s) {
+			t.Fatalf("accepted %q, which is not valid UTF-8", s)
 		}
 		for i := 0; i < len(s); i++ {
 			if s[i] < 0x20 {

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -84,6 +86,8 @@ func FuzzDecodeTransaction(f *testing.F) {
 	f.Add([]byte(`[{"operation":"delete","request":{"key":"k"}}]`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`[{"operation":null}]`))
+	f.Add([]byte("[{\"operation\":\"delete\",\"request\":{\"key\":\"\xff\xfe\"}}]"))
+	f.Add([]byte(`[{"operation":"delete","request":{"key":"\ud800"}},{"operation":"delete","request":{"key":"\ud83d\ude00\ufffd"}}]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ops, err := decodeTransaction(body)
 		if err != nil {
@@ -92,9 +96,20 @@ func FuzzDecodeTransaction(f *testing.F) {
 			}
 			return
 		}
+		// A key is never rewritten: every U+FFFD in the keys was written
+		// in the body, as such or as a \ufffd escape.
+		written := bytes.Count(body, []byte("\ufffd")) + bytes.Count(bytes.ToLower(body), []byte(`\ufffd`))
+		replaced := 0
 		for _, op := range ops {
 			if validateStateKey(op.Key) != nil {
 				t.Fatalf("accepted invalid key %q", op.Key)
+			}
+			if !utf8.ValidString(op.Key) {
+				t.Fatalf("accepted key %q, which is not valid UTF-8", op.Key)
+			}
+			replaced += strings.Count(op.Key, "\ufffd")
+			if replaced > written {
+				t.Fatalf("key %q has a U+FFFD the body %q did not write", op.Key, body)
 			}
 			if op.Kind == statestore.Put && !json.Valid(op.Value) {
 				t.Fatalf("accepted a value that is not JSON: %q", op.Value)
@@ -159,6 +174,9 @@ func FuzzSplitPath(f *testing.F) {
 	for _, p := range []string{"/v1.0/actors/T/a/method/m", "/", "/a%2Fb", "/%zz", "//", "/v1.0/actors/T/%2E%2E/state/k"} {
 		f.Add(p)
 	}
+	for _, p := range []string{"/v1.0/actors/T/%FF/method/m", "/v1.0/actors/T/1/state/%ED%A0%80", "/v1.0/actors/T/1/reminders/%C3", "/v1.0-alpha1/apps/%FE"} {
+		f.Add(p)
+	}
 	f.Fuzz(func(t *testing.T, p string) {
 		segs, err := splitPath([]byte(p))
 		if err != nil {
@@ -170,5 +188,83 @@ func FuzzSplitPath(f *testing.F) {
 		if len(segs) == 0 {
 			t.Fatal("no segments for a path starting with /")
 		}
+		for _, s := range segs {
+			if actor.ValidateName(s) == nil && !utf8.ValidString(s) {
+				t.Fatalf("segment %q passes as a name but is not valid UTF-8", s)
+			}
+		}
+		if key := joinPath(segs); validateStateKey(key) == nil && !utf8.ValidString(key) {
+			t.Fatalf("path %q passes as a state key but is not valid UTF-8", key)
+		}
+		// Whatever route the path takes, the backend sees only valid UTF-8.
+		for _, method := range []string{"GET", "PUT", "DELETE"} {
+			f, h := newServer(Config{})
+			resp := do(t, h, method, p, `{"url":"http://x"}`)
+			if resp.StatusCode() >= 500 {
+				t.Fatalf("%s %q: status %d: %s", method, p, resp.StatusCode(), resp.Body())
+			}
+			f.mu.Lock()
+			seen := []string{f.invoke.ID.Type, f.invoke.ID.ID, f.invoke.Method, f.stateID.Type, f.stateID.ID,
+				f.stateKey, f.name, f.appID, f.timer.Name, f.reminder.Name}
+			f.mu.Unlock()
+			for _, s := range seen {
+				if !utf8.ValidString(s) {
+					t.Fatalf("%s %q: the backend got %q, which is not valid UTF-8", method, p, s)
+				}
+			}
+		}
 	})
+}
+
+// TestDecodeTransactionKeysMustBeUTF8 checks that a key is refused, not
+// rewritten, when it is not valid UTF-8: raw bytes, or \u escapes of lone
+// surrogates, which encoding/json would turn into U+FFFD.
+func TestDecodeTransactionKeysMustBeUTF8(t *testing.T) {
+	first := `{"operation":"upsert","request":{"key":"ok","value":1}},`
+	for _, key := range []string{"\xff\xfe", "a\xc3", "\xed\xa0\x80", `\ud800`, `\udc00`, `x\ud800y`, `\ud800\u0041`, `\ud800\ud800`, `\udfff\ud800`, `\uDBFF`} {
+		body := `[` + first + `{"operation":"delete","request":{"key":"` + key + `"}}]`
+		ops, err := decodeTransaction([]byte(body))
+		if err == nil {
+			t.Errorf("key %q: accepted as %q", key, ops[1].Key)
+			continue
+		}
+		if err.status != 400 || err.code != codeBadRequest || !strings.Contains(err.message, "operation 1") || !strings.Contains(err.message, "UTF-8") {
+			t.Errorf("key %q: got %d %s %q, want 400 %s naming operation 1 and UTF-8", key, err.status, err.code, err.message, codeBadRequest)
+		}
+	}
+	good := []struct{ json, key string }{
+		{`\ud83d\ude00`, "😀"},
+		{`\uD83D\uDE00`, "😀"},
+		{`\ufffd`, "\ufffd"},
+		{"\ufffd", "\ufffd"},
+		{`\\ud800`, `\ud800`},
+		{`\\\ud83d\ude00`, `\😀`},
+		{`é\u00e9`, "éé"},
+		{`a\"b\/c`, `a"b/c`},
+	}
+	for _, g := range good {
+		ops, err := decodeTransaction([]byte(`[{"operation":"delete","request":{"key":"` + g.json + `"}}]`))
+		if err != nil {
+			t.Errorf("key %s: %v", g.json, err)
+			continue
+		}
+		if ops[0].Key != g.key {
+			t.Errorf("key %s decoded as %q, want %q", g.json, ops[0].Key, g.key)
+		}
+	}
+	// The one key that is U+FFFD and a lone surrogate do not collide.
+	if _, err := decodeTransaction([]byte(`[{"operation":"delete","request":{"key":"\ufffd"}},{"operation":"delete","request":{"key":"\ud800"}}]`)); err == nil {
+		t.Error("a lone surrogate was accepted next to U+FFFD")
+	}
+}
+
+func TestDecodeTransactionRepeatedKeyField(t *testing.T) {
+	// As everywhere in encoding/json, the last of repeated fields counts.
+	ops, err := decodeTransaction([]byte("[{\"operation\":\"delete\",\"request\":{\"key\":\"\xff\",\"key\":\"ok\"}}]"))
+	if err != nil || len(ops) != 1 || ops[0].Key != "ok" {
+		t.Errorf("ops %+v, err %v; want the last key, ok", ops, err)
+	}
+	if _, err := decodeTransaction([]byte("[{\"operation\":\"delete\",\"request\":{\"key\":\"ok\",\"key\":\"\\udc00\"}}]")); err == nil || !strings.Contains(err.message, "UTF-8") {
+		t.Errorf("a lone surrogate in the last key field: err %v", err)
+	}
 }

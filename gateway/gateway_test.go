@@ -628,3 +628,23 @@ func TestAPIToken(t *testing.T) {
 	wantStatus(t, "no token configured", do(t, h, "GET", "/v1.0/metadata", ""), 200)
 	wantCalls(t, "no token configured", f, "Metadata")
 }
+
+func TestNamesAndKeysMustBeUTF8(t *testing.T) {
+	rows := []struct{ method, path, mentions string }{
+		{"GET", "/v1.0/actors/T/1/state/%FF%FE", "state key"},
+		{"GET", "/v1.0/actors/T/1/state/a/%C3", "state key"},
+		{"GET", "/v1.0/actors/T/1/state/%ED%A0%80", "state key"},
+		{"PUT", "/v1.0/actors/%FF/1/method/m", "actor type"},
+		{"PUT", "/v1.0/actors/T/%C3%28/method/m", "actor id"},
+		{"PUT", "/v1.0/actors/T/1/method/%E2%82", "method"},
+		{"POST", "/v1.0/actors/T/1/reminders/%FE", "reminder name"},
+		{"DELETE", "/v1.0/actors/T/1/timers/%C0%AF", "timer name"},
+		{"PUT", "/v1.0-alpha1/apps/%FF", "app id"},
+	}
+	for _, r := range rows {
+		f, h := newServer(Config{})
+		resp := do(t, h, r.method, r.path, `{"url":"http://x"}`)
+		wantError(t, r.method+" "+r.path, resp, 400, "ERR_BAD_REQUEST", r.mentions, "UTF-8")
+		wantCalls(t, r.method+" "+r.path, f)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/httpheader"
 )
 
 // appType is an actor type served by an app.
@@ -30,24 +31,10 @@ type instance struct {
 	prefix string // "{app path}/actors/{type}/{id}", escaped
 }
 
-// hopHeaders are not forwarded in either direction: they describe one
-// connection, or are set by the silo itself.
-var hopHeaders = [][]byte{
-	[]byte("Connection"), []byte("Keep-Alive"), []byte("Proxy-Connection"), []byte("Proxy-Authenticate"),
-	[]byte("Proxy-Authorization"), []byte("Te"), []byte("Trailer"), []byte("Transfer-Encoding"),
-	[]byte("Upgrade"), []byte("Host"), []byte("Content-Length"), []byte("Dapr-Api-Token"),
-	[]byte("Dapr-Reentrancy-Id"), []byte("Content-Type"), []byte("Date"), []byte("Server"),
-}
-
-// Forwarded reports whether a header travels between client and app.
-func Forwarded(name []byte) bool {
-	for _, h := range hopHeaders {
-		if len(h) == len(name) && bytes.EqualFold(h, name) {
-			return false
-		}
-	}
-	return true
-}
+// Forwarded reports whether a header travels between client and app: it
+// does unless it is hop-by-hop, describing one connection, or set by the
+// silo itself (internal/httpheader has the list).
+func Forwarded(name []byte) bool { return !httpheader.HopByHop(name) }
 
 var (
 	headerReentrancy = []byte("Dapr-Reentrancy-Id")
@@ -123,10 +110,28 @@ func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Respon
 		Body:        resp.Body(),
 		ContentType: resp.Header.ContentType(),
 	}
+	// Pass on only what the client may see: no name that is not a token
+	// (fasthttp lets a space through, which would break the client's
+	// response), nothing hop-by-hop, and nothing the app's Connection
+	// fields mark as meant for this hop alone.
+	var conn httpheader.Connection
 	for k, v := range resp.Header.All() {
-		if Forwarded(k) {
+		if httpheader.IsConnection(k) {
+			conn.Add(v)
+			continue
+		}
+		if httpheader.ValidName(k) && Forwarded(k) {
 			out.Header = append(out.Header, actor.HeaderField{Name: k, Value: v})
 		}
+	}
+	if !conn.Empty() {
+		kept := out.Header[:0]
+		for _, h := range out.Header {
+			if !conn.Names(h.Name) {
+				kept = append(kept, h)
+			}
+		}
+		out.Header = kept
 	}
 	out.SetRelease(func() { fasthttp.ReleaseResponse(resp) })
 	return out, nil
