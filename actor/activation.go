@@ -39,10 +39,11 @@ type activation struct {
 	lastUse time.Time     // when the last turn ended
 	quiet   chan struct{} // closed when turns.pending drops to 0, if someone waits
 	timers  map[string]*actorTimer
-	// levels are the turn levels running now (more than one for a
-	// reentrant chain); their contexts are cancelled when the type's drain
-	// timeout passes.
-	levels []*turnLevel
+	// running counts the turn levels running now (more than one for a
+	// reentrant chain). levels are those of a native type, whose contexts
+	// are cancelled when the type's drain timeout passes.
+	running int
+	levels  []*turnLevel
 	// aborted: a turn was cancelled at the drain timeout; abandoned: the
 	// activation was deactivated with a turn still running.
 	aborted, abandoned bool

@@ -29,6 +29,14 @@ type Type interface {
 	Activate(ctx context.Context, id ID) (Instance, error)
 }
 
+// CallAborter is an optional capability of a Type whose calls do not end
+// with their context (an app's: its HTTP calls run to their timeout). When
+// the type's drain timeout passes with turns still running, the runtime
+// calls AbortCalls, and the calls in flight must fail at once.
+type CallAborter interface {
+	AbortCalls()
+}
+
 // Instance is one activation of an actor. The runtime never calls two of its
 // methods at once, except for reentrant calls along the turn's own call chain.
 type Instance interface {

@@ -111,8 +111,10 @@ func (rt *Runtime) waitCalls(ctx context.Context, until time.Time) bool {
 	return true
 }
 
-// abortTurns cancels the running turns of the group's activations and turns
-// their queued calls away. It returns how many activations it touched.
+// abortTurns aborts the running turns of the group's activations and turns
+// their queued calls away: native turns' contexts are cancelled, and types
+// that abort their own calls (CallAborter) are told to. It returns how many
+// activations had turns running or queued.
 func (rt *Runtime) abortTurns(g drainGroup) int {
 	var hit []*activation
 	rt.eachActivation(func(a *activation) {
@@ -121,11 +123,15 @@ func (rt *Runtime) abortTurns(g drainGroup) int {
 		}
 	})
 	n := 0
+	busy := map[*registration]bool{}
 	for _, a := range hit {
 		a.mu.Lock()
-		if len(a.levels) > 0 || a.turns.waiters.len() > 0 {
+		if a.running > 0 || a.turns.waiters.len() > 0 {
 			n++
-			a.aborted = len(a.levels) > 0
+			if a.running > 0 {
+				a.aborted = true
+				busy[a.reg] = true
+			}
 			for _, l := range a.levels {
 				l.cancel(errDrainAbort)
 			}
@@ -133,6 +139,12 @@ func (rt *Runtime) abortTurns(g drainGroup) int {
 			a.quietLocked()
 		}
 		a.mu.Unlock()
+	}
+	for reg := range busy {
+		reg.aborted.Store(true)
+		if ca, ok := reg.typ.(CallAborter); ok {
+			ca.AbortCalls()
+		}
 	}
 	return n
 }

@@ -3,6 +3,7 @@ package actor_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -133,18 +134,30 @@ func TestCloseWaitsForFencedDeactivation(t *testing.T) {
 	})
 }
 
+// abortableType is a non-native type whose calls end only when aborted, as
+// an app's calls end when its connections are closed.
+type abortableType struct {
+	scriptedType
+	aborted chan struct{}
+	once    sync.Once
+}
+
+func (t *abortableType) AbortCalls() { t.once.Do(func() { close(t.aborted) }) }
+
 // A turn of a non-native type (an app's) that is stuck past its drain
-// timeout is aborted: its caller gets ErrClosed and Close returns soon after.
+// timeout is aborted through the type (actor.CallAborter): its caller gets
+// ErrClosed and Close returns at the drain timeout.
 func TestDrainAbortsStuckAppTurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rt, err := actor.New(actor.Config{Store: memstore.New(), Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		typ := &scriptedType{invoke: func(ctx context.Context, _ actor.ID, _ *actor.Request) error {
-			<-ctx.Done()
-			return ctx.Err()
-		}}
+		typ := &abortableType{aborted: make(chan struct{})}
+		typ.invoke = func(context.Context, actor.ID, *actor.Request) error {
+			<-typ.aborted
+			return errors.New("connection closed")
+		}
 		if err := rt.Register("App", typ, actor.TypeConfig{DrainTimeout: 3 * time.Second}); err != nil {
 			t.Fatal(err)
 		}

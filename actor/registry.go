@@ -24,6 +24,9 @@ type registration struct {
 	// retired is set when the registration is replaced or unregistered; no
 	// new activation is created under it after that.
 	retired atomic.Bool
+	// aborted is set when the drain timeout passed with its turns running:
+	// a turn that fails after it was aborted, not by the app.
+	aborted atomic.Bool
 }
 
 // typeState is what the runtime tracks per hosted type name.

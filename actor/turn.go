@@ -111,24 +111,41 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		return fmt.Errorf("actor %s: %w", a.id, ErrNotOwner)
 	}
 	outermost := rt.invariantTurnStarted(a)
-	tctx, cancel := context.WithCancelCause(ctx)
-	level := &turnLevel{cancel: cancel}
+	// A native turn runs under a context of its own, cancelled if the drain
+	// timeout passes; other types' calls are aborted by the type itself
+	// (CallAborter), which costs nothing per turn.
+	var level *turnLevel
+	tctx := ctx
+	if a.reg.native {
+		var cancel context.CancelCauseFunc
+		tctx, cancel = context.WithCancelCause(ctx)
+		level = &turnLevel{cancel: cancel}
+	}
 	a.mu.Lock()
-	a.levels = append(a.levels, level)
+	a.running++
+	if level != nil {
+		a.levels = append(a.levels, level)
+	}
 	a.mu.Unlock()
 
 	err := fn(tctx, a, chain)
 
-	aborted := errors.Is(context.Cause(tctx), errDrainAbort)
 	a.mu.Lock()
-	for i, l := range a.levels {
-		if l == level {
-			a.levels = append(a.levels[:i], a.levels[i+1:]...)
-			break
+	a.running--
+	if level != nil {
+		for i, l := range a.levels {
+			if l == level {
+				a.levels = append(a.levels[:i], a.levels[i+1:]...)
+				break
+			}
 		}
 	}
 	a.mu.Unlock()
-	cancel(nil)
+	aborted := a.reg.aborted.Load()
+	if level != nil {
+		aborted = aborted || errors.Is(context.Cause(tctx), errDrainAbort)
+		level.cancel(nil)
+	}
 	rt.invariantTurnEnded(a, outermost)
 	a.release(rt)
 	if err != nil && aborted {

@@ -117,10 +117,10 @@ func NewRegistry(rt Runtime, opts Options) *Registry {
 // App is one registered app.
 type App struct {
 	id   string
-	base string // base URL without trailing slash
-	path string // escaped path of the base URL without trailing slash, prefixed to actor calls
-	host string // Host header
-	hc   *fasthttp.HostClient
+	base string               // base URL without trailing slash
+	path string               // escaped path of the base URL without trailing slash, prefixed to actor calls
+	host string               // Host header
+	hc   *fasthttp.HostClient // config reads and health probes
 	reg  *Registry
 
 	refreshMu sync.Mutex // one config read at a time
@@ -129,6 +129,7 @@ type App struct {
 	needConfig bool
 
 	mu       sync.Mutex
+	pools    map[time.Duration]*callPool // actor calls, by the types' drain timeout
 	types    []string
 	healthy  bool
 	read     bool // its config has been read at least once
@@ -222,24 +223,13 @@ func (r *Registry) Register(ctx context.Context, appID, rawURL string, wait bool
 
 func (r *Registry) newApp(id string, u *url.URL) *App {
 	return &App{
-		id:   id,
-		base: strings.TrimSuffix(u.String(), "/"),
-		path: strings.TrimSuffix(u.EscapedPath(), "/"),
-		host: u.Host,
-		reg:  r,
-		hc: &fasthttp.HostClient{
-			Addr:                      u.Host,
-			Name:                      "granary",
-			MaxConns:                  r.opts.MaxConns,
-			MaxIdleConnDuration:       r.opts.IdleConnTimeout,
-			MaxResponseBodySize:       r.opts.MaxResponseSize,
-			MaxIdemponentCallAttempts: 1,
-			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-			NoDefaultUserAgentHeader:  true,
-			DisablePathNormalizing:    true,
-			// Without it fasthttp dials IPv4 only, and http://[::1]:port fails.
-			DialDualStack: true,
-		},
+		id:      id,
+		base:    strings.TrimSuffix(u.String(), "/"),
+		path:    strings.TrimSuffix(u.EscapedPath(), "/"),
+		host:    u.Host,
+		reg:     r,
+		hc:      newHostClient(u.Host, &r.opts),
+		pools:   map[time.Duration]*callPool{},
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -263,6 +253,11 @@ func (r *Registry) Unregister(ctx context.Context, appID string) error {
 	app.setTypes(ctx, nil)
 	app.refreshMu.Unlock()
 	app.hc.CloseIdleConnections()
+	app.mu.Lock()
+	for _, p := range app.pools {
+		p.hc.CloseIdleConnections()
+	}
+	app.mu.Unlock()
 	r.log.Info("app unregistered", "app", appID)
 	return nil
 }
@@ -387,7 +382,8 @@ func (a *App) setTypes(ctx context.Context, types map[string]actor.TypeConfig) e
 	}
 	regs := make([]actor.TypeRegistration, len(names))
 	for i, name := range names {
-		regs[i] = actor.TypeRegistration{Name: name, Type: &appType{app: a, name: name}, Config: types[name]}
+		cfg := types[name]
+		regs[i] = actor.TypeRegistration{Name: name, Type: &appType{app: a, name: name, pool: a.pool(cfg.DrainTimeout)}, Config: cfg}
 	}
 	if err := r.rt.RegisterTypes(regs); err != nil {
 		return fmt.Errorf("app %s: registering its actor types: %w", a.id, err)
@@ -402,6 +398,22 @@ func (a *App) setTypes(ctx context.Context, types map[string]actor.TypeConfig) e
 		r.log.Info("app actor types", "app", a.id, "url", a.base, "types", summarize(names), "removed", summarize(removed))
 	}
 	return nil
+}
+
+// pool returns the call pool of the app's types with drain timeout d. Types
+// that may be aborted at different times get different connections.
+func (a *App) pool(d time.Duration) *callPool {
+	if d <= 0 {
+		d = actor.DefaultDrainTimeout
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pools[d]
+	if p == nil {
+		p = newCallPool(a.host, &a.reg.opts)
+		a.pools[d] = p
+	}
+	return p
 }
 
 func (a *App) markFailure(err error) {
@@ -478,7 +490,7 @@ func (a *App) get(ctx context.Context, path string, timeout time.Duration, notFo
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, d.Sub(a.reg.opts.Clock.Now()))
 	}
-	resp, err := a.do(ctx, req, timeout)
+	resp, err := do(ctx, a.hc, req, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s%s: %w", a.base, path, err)
 	}

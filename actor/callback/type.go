@@ -16,17 +16,24 @@ import (
 type appType struct {
 	app  *App
 	name string
+	pool *callPool // the connections its calls use
 }
 
 func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, error) {
 	prefix := t.app.path + "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
-	return &instance{app: t.app, id: id, prefix: prefix}, nil
+	return &instance{app: t.app, pool: t.pool, id: id, prefix: prefix}, nil
 }
+
+// AbortCalls fails every call in flight to the app on the type's
+// connections (actor.CallAborter): the runtime calls it when the type's
+// drain timeout passes.
+func (t *appType) AbortCalls() { t.pool.abort() }
 
 // instance is one activation of an app-served actor; it holds nothing but the
 // address of the actor's callbacks.
 type instance struct {
 	app    *App
+	pool   *callPool
 	id     actor.ID
 	prefix string // "{app path}/actors/{type}/{id}", escaped
 }
@@ -80,15 +87,13 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 	} else if body != nil {
 		req.Header.SetContentTypeBytes(jsonContentType)
 	}
-	// Copied, not borrowed: an abandoned call (see do) may still be sending
-	// after the caller's buffers are reused.
-	req.SetBody(body)
+	req.SetBodyRaw(body)
 
 	timeout := a.reg.opts.CallTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, d.Sub(a.reg.opts.Clock.Now()))
 	}
-	resp, err := a.do(ctx, req, timeout)
+	resp, err := do(ctx, in.pool.hc, req, timeout)
 	if err != nil {
 		if isTimeout(err) {
 			return nil, fmt.Errorf("calling app %s at %s: no answer within %v", a.id, a.base, timeout)
