@@ -3,6 +3,7 @@ package reminders
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/granaryhq/granary/actor"
@@ -21,13 +22,24 @@ func (s *Service) schedule() {
 	for {
 		now := s.clock.Now().UnixNano()
 		s.mu.Lock()
+		queued := 0
 		for len(s.due) > 0 && s.due[0].next <= now {
 			e := s.due.pop()
+			if !s.claimLocked(e) {
+				// Queued behind its type's fires in flight. Many may be due
+				// at once: let the workers and writers in now and then.
+				if queued++; queued%256 == 0 {
+					s.mu.Unlock()
+					s.mu.Lock()
+				}
+				continue
+			}
 			s.mu.Unlock()
 			select {
 			case s.work <- e:
 			case <-s.stop:
 				s.mu.Lock()
+				s.handOnLocked(e)
 				if !e.gone {
 					s.due.push(e)
 				}
@@ -71,40 +83,130 @@ func (s *Service) schedule() {
 	}
 }
 
+// claimLocked takes a worker for e within its type's bound, or queues e
+// behind the type's fires in flight and reports false. The scheduler thus
+// never waits on a type at its bound: the due entries of other types are
+// handed out meanwhile.
+func (s *Service) claimLocked(e *entry) bool {
+	typ := e.actorType()
+	tw := s.busy[typ]
+	if tw == nil {
+		tw = &typeWorkers{}
+		s.busy[strings.Clone(typ)] = tw // not a slice of e's key, which it would keep
+	}
+	if tw.held < s.cfg.WorkersPerType {
+		tw.held++
+		return true
+	}
+	tw.waiting = append(tw.waiting, e)
+	return false
+}
+
+// handOnLocked ends a worker's fire of e: the worker stays with e's type
+// and fires the type's next waiting entry, returned, or it is given back
+// (nil). Waiting entries deleted or replaced meanwhile are skipped; when the
+// service stops, the waiting ones stay as stored and fire after restart.
+func (s *Service) handOnLocked(e *entry) *entry {
+	tw := s.busy[e.actorType()]
+	for len(tw.waiting) > 0 && !s.stopped {
+		next := tw.waiting[0]
+		tw.waiting[0] = nil
+		tw.waiting = tw.waiting[1:]
+		if !next.gone {
+			return next
+		}
+	}
+	tw.held--
+	return nil
+}
+
 func (s *Service) worker() {
 	defer s.workers.Done()
 	for e := range s.work {
-		s.fire(e)
+		for e != nil {
+			e = s.fire(e)
+		}
 	}
 }
 
 // fire delivers one fire of e as a turn on its actor, then schedules what
 // comes next: the next due time after a delivery, a retry after a failure.
-func (s *Service) fire(e *entry) {
+// It returns the entry of e's type that the worker fires next, if any (see
+// handOnLocked).
+func (s *Service) fire(e *entry) *entry {
 	s.mu.Lock()
 	if e.gone {
+		next := s.handOnLocked(e)
 		s.mu.Unlock()
-		return
+		return next
 	}
 	id, name := e.id(), e.name()
-	due, fired := e.due, e.fired
+	due, fired, dataKey := e.due, e.fired, e.dataKey
 	call := &actor.ReminderCall{Name: name, Data: e.data, DueTime: e.text.DueTime, Period: e.text.Period}
 	s.mu.Unlock()
 	if _, owned := s.cfg.Placement.Owns(id); !owned {
 		s.mu.Lock()
 		s.dropLocked(e)
+		next := s.handOnLocked(e)
 		s.mu.Unlock()
-		return
+		return next
 	}
 	started := s.clock.Now()
-	cancel, err := s.rt.Remind(s.ctx, id, call)
+	var (
+		cancel bool
+		err    error
+	)
+	if dataKey {
+		call.Data, err = s.readData(e, id, name)
+		if errors.Is(err, errGone) {
+			s.mu.Lock()
+			next := s.handOnLocked(e)
+			s.mu.Unlock()
+			return next
+		}
+	}
+	if err == nil {
+		cancel, err = s.actors.Remind(s.ctx, id, call)
+	}
 	finished := s.clock.Now()
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(Fire{ID: id, Name: name, Due: time.Unix(0, due), Started: started, Finished: finished, Err: err})
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.firedLocked(e, id, name, due, fired, cancel, err, finished)
+	next := s.handOnLocked(e)
+	s.mu.Unlock()
+	return next
+}
+
+// errGone is readData's answer for an entry replaced or deleted meanwhile.
+var errGone = errors.New("reminder replaced or deleted")
+
+// readData reads the data e keeps apart from its record. It holds the
+// key's write lock, so the data is that of e's registration: a replacement
+// or deletion commits either before the read, and then e is gone, or after.
+// A failed read fails the fire, which is retried like a failed delivery.
+func (s *Service) readData(e *entry, id actor.ID, name string) ([]byte, error) {
+	lk := s.writeLock(e.key)
+	lk.Lock()
+	defer lk.Unlock()
+	s.mu.Lock()
+	gone := e.gone
+	s.mu.Unlock()
+	if gone {
+		return nil, errGone
+	}
+	item, err := s.store.Get(s.ctx, e.dataKeyName())
+	if err != nil {
+		return nil, storeError("reading the data of", id, name, err)
+	}
+	return item.Value, nil
+}
+
+// firedLocked schedules what follows a fire of e that was due at due, after
+// fired earlier deliveries, and returned cancel and err at finished.
+func (s *Service) firedLocked(e *entry, id actor.ID, name string, due int64, fired int32, cancel bool, err error, finished time.Time) {
 	if e.gone {
 		return
 	}
@@ -201,10 +303,12 @@ func (s *Service) failedLocked(e *entry, id actor.ID, err error, now time.Time) 
 }
 
 // specLocked rebuilds e's schedule; a record that no longer parses is
-// dropped from memory (it stays stored) and reported.
+// dropped from memory (it stays stored) and reported. A record registered
+// before schedule.MinPeriod was enforced fires at that minimum (the load
+// warned about it).
 func (s *Service) specLocked(e *entry, id actor.ID) (schedule.Spec, bool) {
 	t := e.text
-	sp, err := schedule.Parse(time.Unix(0, e.registered), t.DueTime, t.Period, t.TTL)
+	sp, err := schedule.ParseStored(time.Unix(0, e.registered), t.DueTime, t.Period, t.TTL)
 	if err != nil {
 		s.log.Error("stored reminder has a schedule that does not parse; not firing it", "actor", id.String(), "reminder", e.name(), "err", err)
 		s.dropLocked(e)

@@ -2,6 +2,7 @@ package reminders
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -134,6 +135,7 @@ type pendingWrites struct {
 	id       actor.ID
 	keys     []string // the keys it writes
 	puts     []*entry // the entries it stores
+	moved    []*entry // those whose inline data it moves to their data key
 	txn      statestore.Txn
 	tokenErr error // no fencing token could be had
 }
@@ -152,16 +154,32 @@ func (s *Service) prepare(keys []string, batch map[string]pendingWrite) (*pendin
 		}
 		p.id = w.e.id()
 		op := statestore.Op{Kind: statestore.Delete, Key: key, Index: indexOf(p.id)}
-		if !w.delete {
+		if w.delete {
+			p.txn.Ops = append(p.txn.Ops, op)
+			if w.e.dataKey {
+				p.txn.Ops = append(p.txn.Ops, statestore.Op{Kind: statestore.Delete, Key: w.e.dataKeyName()})
+			}
+		} else {
+			// The data key, when there is one, is left as it is.
 			rec := w.e.record()
+			var move json.RawMessage
+			if !rec.DataKey && len(rec.Data) > inlineData {
+				// Stored inline before data was kept apart: this write
+				// moves it to its own key.
+				move, rec.Data, rec.DataKey = rec.Data, nil, true
+			}
 			var err error
 			if op, err = s.putOp(p.id, key, &rec, now); err != nil {
 				s.mu.Unlock()
 				return nil, err
 			}
+			p.txn.Ops = append(p.txn.Ops, op)
+			if move != nil {
+				p.txn.Ops = append(p.txn.Ops, statestore.Op{Kind: statestore.Put, Key: w.e.dataKeyName(), Value: move, TTL: op.TTL})
+				p.moved = append(p.moved, w.e)
+			}
 			p.puts = append(p.puts, w.e)
 		}
-		p.txn.Ops = append(p.txn.Ops, op)
 		p.keys = append(p.keys, key)
 	}
 	s.mu.Unlock()
@@ -189,6 +207,16 @@ func (s *Service) commit(ctx context.Context, p *pendingWrites) error {
 // records pending for the next flush.
 func (s *Service) settle(p *pendingWrites, batch map[string]pendingWrite, err error) error {
 	if err == nil {
+		if len(p.moved) > 0 {
+			// The write locks are still held: nothing replaced these
+			// entries since their data was moved, and their fires now
+			// read it from the store.
+			s.mu.Lock()
+			for _, e := range p.moved {
+				e.data, e.dataKey = nil, true
+			}
+			s.mu.Unlock()
+		}
 		return nil
 	}
 	s.mu.Lock()

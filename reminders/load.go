@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/granaryhq/granary/reminders/schedule"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -17,7 +18,11 @@ const scanPage = 1000
 // typeChanged is the runtime's type watcher: it queues the change for the
 // loader, in order, without blocking.
 func (s *Service) typeChanged(name string, hosted bool) {
-	s.queue(typeEvent{name: name, hosted: hosted})
+	kind := typeUnhosted
+	if hosted {
+		kind = typeHosted
+	}
+	s.queue(typeEvent{kind: kind, name: name})
 }
 
 // PlacementChanged tells the service that the placement table changed: it
@@ -25,7 +30,7 @@ func (s *Service) typeChanged(name string, hosted bool) {
 // those of actors it now owns. It returns at once; the work is done in the
 // background, in order with type changes.
 func (s *Service) PlacementChanged() {
-	s.queue(typeEvent{rebalance: true})
+	s.queue(typeEvent{kind: placementChanged})
 }
 
 func (s *Service) queue(ev typeEvent) {
@@ -57,13 +62,13 @@ func (s *Service) loadLoop() {
 			ev := s.events[0]
 			s.events = s.events[1:]
 			s.mu.Unlock()
-			switch {
-			case ev.rebalance:
+			switch ev.kind {
+			case placementChanged:
 				s.rebalance()
-			case ev.hosted:
+			case typeHosted:
 				s.hosted[ev.name] = true
 				s.load(ev.name)
-			default:
+			case typeUnhosted:
 				delete(s.hosted, ev.name)
 				s.forget(ev.name)
 			}
@@ -105,7 +110,7 @@ func (s *Service) rebalance() {
 		s.log.Info("placement changed: reminders of actors owned elsewhere unscheduled", "reminders", dropped)
 	}
 	for name := range s.hosted {
-		if s.rt.Hosts(name) {
+		if s.actors.Hosts(name) {
 			s.load(name)
 		}
 	}
@@ -171,7 +176,7 @@ func (s *Service) loadOnce(actorType string) (loaded, overdue int64, err error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && s.rt.Hosts(actorType) {
+			for ctx.Err() == nil && s.actors.Hosts(actorType) {
 				b := int(next.Add(1) - 1)
 				if b >= statestore.ReminderBuckets {
 					return
@@ -192,7 +197,7 @@ func (s *Service) loadOnce(actorType string) (loaded, overdue int64, err error) 
 		return 0, 0, errLoadAbandoned
 	default:
 	}
-	if !s.rt.Hosts(actorType) {
+	if !s.actors.Hosts(actorType) {
 		return 0, 0, errLoadAbandoned
 	}
 	return nLoaded.Load(), nOverdue.Load(), firstErr
@@ -219,6 +224,10 @@ func (s *Service) loadBucket(ctx context.Context, actorType string, bucket int, 
 			}
 			if _, owned := s.cfg.Placement.Owns(e.id()); !owned {
 				continue
+			}
+			if belowMinimum(rec.Registered, rec.Period) {
+				s.log.Warn("stored reminder has a period below the minimum; it fires at the minimum instead",
+					"actor", e.id().String(), "reminder", e.name(), "period", rec.Period, "minimum", schedule.MinPeriod)
 			}
 			s.mu.Lock()
 			if s.loading[actorType][it.Key] || s.entries[it.Key] != nil || s.stopped {

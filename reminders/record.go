@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/reminders/schedule"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -15,9 +16,13 @@ import (
 // its actor and itself. It holds the registration's schedule as given and
 // the registration time (schedule.Parse rebuilds the schedule from these),
 // the next due time and the count of delivered fires. Kept short: a silo may
-// store millions.
+// store millions, and loads them all. Data of up to inlineData bytes is
+// kept in the record; larger data is stored under statestore.ReminderDataKey
+// and DataKey is set. Records written before data was kept apart may hold
+// larger data inline; the next write of such a record moves it.
 type record struct {
 	Data       json.RawMessage `json:"data,omitempty"`
+	DataKey    bool            `json:"dk,omitempty"`
 	DueTime    string          `json:"dueTime,omitempty"`
 	Period     string          `json:"period,omitempty"`
 	TTL        string          `json:"ttl,omitempty"`
@@ -35,7 +40,7 @@ type entry struct {
 	typeEnd uint16 // key[len("actor{"):typeEnd] is the actor type
 	idEnd   uint16 // key[typeEnd+1:idEnd] is the actor ID
 	text    *scheduleText
-	data    json.RawMessage
+	data    json.RawMessage // nil when dataKey
 
 	registered int64 // Unix nanoseconds, as stored
 	due        int64 // the next due time, as stored
@@ -45,10 +50,18 @@ type entry struct {
 	next  int64 // when it fires next: due, or a retry time
 	idx   int32 // position in the heap, or -1 when not in it
 	tries uint8 // failed deliveries of the current fire
+	// dataKey: the data is stored under statestore.ReminderDataKey and read
+	// when the reminder fires.
+	dataKey bool
 	// gone is set when the entry was replaced, deleted or dropped: an
 	// in-flight fire or pending write of it must do nothing more.
 	gone bool
 }
+
+// inlineData is the most data, in bytes, a record (and so memory) holds;
+// larger data is kept apart, so that the memory of a silo follows the number
+// of its reminders rather than their payloads.
+const inlineData = 1 << 10
 
 // scheduleText is a registration's schedule as given.
 type scheduleText struct{ DueTime, Period, TTL string }
@@ -69,6 +82,7 @@ func newEntry(key string, rec *record) (*entry, error) {
 		idEnd:   uint16(typeEnd + 1 + len(id)),
 		text:    internText(scheduleText{rec.DueTime, rec.Period, rec.TTL}),
 		data:    rec.Data,
+		dataKey: rec.DataKey,
 
 		registered: rec.Registered,
 		due:        rec.Next,
@@ -84,11 +98,19 @@ func (e *entry) id() actor.ID {
 	return actor.ID{Type: e.key[len("actor{"):e.typeEnd], ID: e.key[e.typeEnd+1 : e.idEnd]}
 }
 
+// dataKeyName is the key of the data e keeps apart (see dataKey).
+func (e *entry) dataKeyName() string {
+	id := e.id()
+	return statestore.ReminderDataKey(id.Type, id.ID, e.name())
+}
+
+func (e *entry) actorType() string { return e.key[len("actor{"):e.typeEnd] }
+
 func (e *entry) name() string { return e.key[int(e.idEnd)+len("}/reminder/"):] }
 
 func (e *entry) record() record {
 	return record{
-		Data: e.data, DueTime: e.text.DueTime, Period: e.text.Period, TTL: e.text.TTL,
+		Data: e.data, DataKey: e.dataKey, DueTime: e.text.DueTime, Period: e.text.Period, TTL: e.text.TTL,
 		Registered: e.registered, Next: e.due, Fired: e.fired, Expires: e.expires,
 	}
 }
@@ -115,6 +137,37 @@ func internText(t scheduleText) *scheduleText {
 	}
 	return p
 }
+
+// belowMinimum reports whether a stored period is shorter than
+// schedule.MinPeriod: registered before the minimum was enforced, it fires
+// at the minimum instead. A load asks for every record but a silo has few
+// distinct periods, so the answers are kept per period text (up to
+// maxCheckedPeriods of them).
+func belowMinimum(registered int64, period string) bool {
+	checkedPeriods.Lock()
+	below, ok := checkedPeriods.m[period]
+	checkedPeriods.Unlock()
+	if ok {
+		return below
+	}
+	// The period alone decides; a due time and TTL would only add reasons
+	// to fail.
+	sp, err := schedule.ParseStored(time.Unix(0, registered), "", period, "")
+	below = err == nil && sp.Raised
+	checkedPeriods.Lock()
+	if len(checkedPeriods.m) < maxCheckedPeriods {
+		checkedPeriods.m[period] = below
+	}
+	checkedPeriods.Unlock()
+	return below
+}
+
+const maxCheckedPeriods = 1 << 12
+
+var checkedPeriods = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
 
 func decodeRecord(b []byte) (record, error) {
 	var r record

@@ -38,9 +38,21 @@ type Config struct {
 	Clock     clock.Clock
 	Logger    *slog.Logger
 
-	// Workers bounds the fires running at once (default 256), so a slow
-	// actor holds one worker and the others go on.
+	// Workers bounds the fires running at once (default 256). A fire holds
+	// its worker until its turn returns, so a slow actor holds one worker
+	// per fire of it in flight and the others go on.
 	Workers int
+	// WorkersPerType bounds the workers the fires of one actor type hold at
+	// once (default Workers*3/4, so 192 of 256; at most Workers). A type
+	// whose app hangs thus leaves the other types at least a quarter of
+	// the workers. Due fires of a type at its bound wait, in due order,
+	// without holding a worker, and proceed as its fires finish.
+	WorkersPerType int
+	// MaxDataSize bounds the data of a reminder, in bytes (default 4 MiB,
+	// the gateway's default body limit). Data of up to 1 KiB is kept in the
+	// reminder's record and in memory; larger data is stored under a key of
+	// its own and read from the store when the reminder fires.
+	MaxDataSize int
 	// FlushInterval is how often the next due times of fired reminders are
 	// written, several fires of one reminder in between making one write
 	// (default 50ms).
@@ -85,6 +97,13 @@ func (c *Config) setDefaults() {
 	if c.Workers <= 0 {
 		c.Workers = 256
 	}
+	if c.WorkersPerType <= 0 {
+		c.WorkersPerType = max(1, c.Workers*3/4)
+	}
+	c.WorkersPerType = min(c.WorkersPerType, c.Workers)
+	if c.MaxDataSize <= 0 {
+		c.MaxDataSize = 4 << 20
+	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 50 * time.Millisecond
 	}
@@ -113,11 +132,11 @@ func (c *Config) setDefaults() {
 
 // Service schedules and fires the reminders of one silo.
 type Service struct {
-	cfg   Config
-	store statestore.Store
-	rt    Actors
-	clock clock.Clock
-	log   *slog.Logger
+	cfg    Config
+	store  statestore.Store
+	actors Actors
+	clock  clock.Clock
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	entries map[string]*entry // by record key
@@ -126,6 +145,7 @@ type Service struct {
 	loading map[string]map[string]bool // type being loaded → keys written meanwhile
 	events  []typeEvent                // type changes for the loader, in order
 	hosted  map[string]bool            // types loaded or being loaded; the loader's own
+	busy    map[string]*typeWorkers    // by actor type; kept once a type has fired
 	stopped bool
 
 	// writeLocks order the store writes of one reminder key: a write takes
@@ -143,18 +163,36 @@ type Service struct {
 	stopOnce sync.Once
 }
 
+// typeWorkers counts the workers the fires of one actor type hold, and
+// queues its due entries while that count is at Config.WorkersPerType.
+type typeWorkers struct {
+	held    int
+	waiting []*entry // out of the heap, in due order
+}
+
 type pendingWrite struct {
 	e      *entry
 	delete bool
 }
 
-// typeEvent is work for the loader: a type starting or stopping being
-// hosted, or (with rebalance set) a placement change.
+// typeEvent is work for the loader, queued in the order the changes happened.
 type typeEvent struct {
-	name      string
-	hosted    bool
-	rebalance bool
+	kind eventKind
+	name string // the actor type; empty for placementChanged
 }
+
+// eventKind says what changed.
+type eventKind uint8
+
+const (
+	// typeHosted: the runtime started hosting the type; load its reminders.
+	typeHosted eventKind = iota + 1
+	// typeUnhosted: the runtime stopped hosting the type; forget its reminders.
+	typeUnhosted
+	// placementChanged: the placement table changed; drop the reminders of
+	// actors owned elsewhere now and load those of actors that moved here.
+	placementChanged
+)
 
 // New starts a service; it loads the reminders of every type the runtime
 // hosts now or later. Call Stop to end it.
@@ -164,11 +202,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	s := &Service{
-		cfg: cfg, store: cfg.Store, rt: cfg.Actors, clock: cfg.Clock, log: cfg.Logger,
+		cfg: cfg, store: cfg.Store, actors: cfg.Actors, clock: cfg.Clock, log: cfg.Logger,
 		entries:  map[string]*entry{},
 		dirty:    map[string]pendingWrite{},
 		loading:  map[string]map[string]bool{},
 		hosted:   map[string]bool{},
+		busy:     map[string]*typeWorkers{},
 		wake:     make(chan struct{}, 1),
 		loadWake: make(chan struct{}, 1),
 		work:     make(chan *entry),
@@ -243,7 +282,7 @@ func (e *InputError) Unwrap() error { return e.Err }
 // checkActor refuses reminders on types this silo does not host and on
 // actors it does not own, and returns the fencing token for writes.
 func (s *Service) checkActor(id actor.ID) (uint64, error) {
-	if !s.rt.Hosts(id.Type) {
+	if !s.actors.Hosts(id.Type) {
 		return 0, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted, Reason: "reminders need a hosted type"}
 	}
 	return s.token(id)
@@ -252,7 +291,7 @@ func (s *Service) checkActor(id actor.ID) (uint64, error) {
 // token is the fencing token for writes of the actor's records: its
 // activation's if it is active here, else the placement version.
 func (s *Service) token(id actor.ID) (uint64, error) {
-	if tok, active := s.rt.ActivationToken(id); active {
+	if tok, active := s.actors.ActivationToken(id); active {
 		return tok, nil
 	}
 	tok, owned := s.cfg.Placement.Owns(id)
@@ -285,6 +324,9 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 	if err := actor.ValidateName(spec.Name); err != nil {
 		return &InputError{fmt.Errorf("reminder name: %w", err)}
 	}
+	if len(spec.Data) > s.cfg.MaxDataSize {
+		return &InputError{fmt.Errorf("reminder data is %d bytes; at most %d are allowed", len(spec.Data), s.cfg.MaxDataSize)}
+	}
 	if len(spec.Data) > 0 && !json.Valid(spec.Data) {
 		return &InputError{errors.New("reminder data is not valid JSON")}
 	}
@@ -298,8 +340,13 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 		return err
 	}
 	rec := record{
-		Data: spec.Data, DueTime: spec.DueTime, Period: spec.Period, TTL: spec.TTL,
+		DueTime: spec.DueTime, Period: spec.Period, TTL: spec.TTL,
 		Registered: now.UnixNano(), Next: sp.First.UnixNano(),
+	}
+	if len(spec.Data) > inlineData {
+		rec.DataKey = true
+	} else {
+		rec.Data = spec.Data
 	}
 	if !sp.Expires.IsZero() {
 		rec.Expires = sp.Expires.UnixNano()
@@ -312,10 +359,16 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 	if err != nil {
 		return err
 	}
+	// The data key is written with the record, or deleted in case the
+	// reminder this one replaces had one. It expires with the record.
+	data := statestore.Op{Kind: statestore.Delete, Key: statestore.ReminderDataKey(id.Type, id.ID, spec.Name)}
+	if rec.DataKey {
+		data = statestore.Op{Kind: statestore.Put, Key: data.Key, Value: spec.Data, TTL: op.TTL}
+	}
 	lk := s.writeLock(e.key)
 	lk.Lock()
 	defer lk.Unlock()
-	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op}}); err != nil {
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op, data}}); err != nil {
 		return storeError("storing", id, spec.Name, err)
 	}
 	s.mu.Lock()
@@ -351,10 +404,11 @@ func (s *Service) putOp(id actor.ID, key string, rec *record, now time.Time) (st
 
 // Get returns a reminder as stored; statestore.ErrNotFound when absent.
 func (s *Service) Get(ctx context.Context, id actor.ID, name string) (Info, error) {
-	if !s.rt.Hosts(id.Type) {
+	if !s.actors.Hosts(id.Type) {
 		return Info{}, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted}
 	}
-	item, err := s.store.Get(ctx, statestore.ReminderKey(id.Type, id.ID, name))
+	key := statestore.ReminderKey(id.Type, id.ID, name)
+	item, err := s.store.Get(ctx, key)
 	if err != nil {
 		return Info{}, storeError("reading", id, name, err)
 	}
@@ -362,8 +416,42 @@ func (s *Service) Get(ctx context.Context, id actor.ID, name string) (Info, erro
 	if err != nil {
 		return Info{}, storeError("reading", id, name, err)
 	}
+	if rec.DataKey {
+		if rec, err = s.readWithData(ctx, id, name, key); err != nil {
+			return Info{}, err
+		}
+	}
 	return rec.info(id, name), nil
 }
+
+// readWithData reads a record and the data it keeps apart together, under
+// the key's write lock: a replacement on this silo commits before or after
+// both reads, so the data is the record's own.
+func (s *Service) readWithData(ctx context.Context, id actor.ID, name, key string) (record, error) {
+	lk := s.writeLock(key)
+	lk.Lock()
+	defer lk.Unlock()
+	items, err := s.store.BulkGet(ctx, []string{key, statestore.ReminderDataKey(id.Type, id.ID, name)})
+	if err != nil {
+		return record{}, storeError("reading", id, name, err)
+	}
+	if !items[0].Exists() {
+		return record{}, storeError("reading", id, name, statestore.ErrNotFound)
+	}
+	rec, err := decodeRecord(items[0].Value)
+	if err != nil {
+		return record{}, storeError("reading", id, name, err)
+	}
+	if rec.DataKey {
+		if !items[1].Exists() {
+			return record{}, storeError("reading", id, name, errDataMissing)
+		}
+		rec.Data = items[1].Value
+	}
+	return rec, nil
+}
+
+var errDataMissing = errors.New("its data is missing from the store")
 
 // Delete removes a reminder; deleting an absent reminder succeeds.
 func (s *Service) Delete(ctx context.Context, id actor.ID, name string) error {
@@ -375,8 +463,11 @@ func (s *Service) Delete(ctx context.Context, id actor.ID, name string) error {
 	lk := s.writeLock(key)
 	lk.Lock()
 	defer lk.Unlock()
-	op := statestore.Op{Kind: statestore.Delete, Key: key, Index: indexOf(id)}
-	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op}}); err != nil {
+	ops := []statestore.Op{
+		{Kind: statestore.Delete, Key: key, Index: indexOf(id)},
+		{Kind: statestore.Delete, Key: statestore.ReminderDataKey(id.Type, id.ID, name)},
+	}
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: ops}); err != nil {
 		return storeError("deleting", id, name, err)
 	}
 	s.mu.Lock()

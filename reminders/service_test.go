@@ -23,11 +23,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // pinger is a native actor type that records the reminders it receives.
 // Tests script failures, cancellation and blocking per reminder name.
 type pinger struct {
-	mu     sync.Mutex
-	fires  []fire
-	fail   map[string]int             // reminder name → fires left to fail
-	cancel map[string]bool            // reminder name → answer cancel
-	block  map[string]<-chan struct{} // actor ID → blocks its reminders until closed
+	mu      sync.Mutex
+	fires   []fire
+	started []string                   // actor/name of every fire begun, in order
+	fail    map[string]int             // reminder name → fires left to fail
+	cancel  map[string]bool            // reminder name → answer cancel
+	block   map[string]<-chan struct{} // actor ID → blocks its reminders until closed
 }
 
 type fire struct {
@@ -76,6 +77,7 @@ func (a *pingerActor) Remind(ctx context.Context, name string, data []byte) (boo
 	p := a.p
 	p.mu.Lock()
 	block := p.block[a.self.ID().ID]
+	p.started = append(p.started, a.self.ID().ID+"/"+name)
 	p.mu.Unlock()
 	if block != nil {
 		<-block
@@ -118,7 +120,10 @@ func startPlaced(t *testing.T, store statestore.Store, p *pinger, cfg reminders.
 	}, actor.TypeConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store, cfg.Actors, cfg.Logger = store, rt, quiet()
+	cfg.Store, cfg.Actors = store, rt
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	svc, err := reminders.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +301,10 @@ func TestBadRegistrations(t *testing.T) {
 			{"negative due", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", DueTime: "-1s"}, "dueTime", nil},
 			{"ttl before due", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", DueTime: "10s", Period: "1s", TTL: "2000-01-01T00:00:05Z"}, "ttl", nil},
 			{"impossible cron", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", Period: "0 0 30 2 *"}, "period", nil},
+			{"nanosecond period", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", Period: "1ns"}, "period", nil},
+			{"nanosecond @every", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", Period: "@every 1ns"}, "period", nil},
+			{"nanosecond ISO 8601", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", Period: "R5/PT0.000000001S"}, "period", nil},
+			{"due below a millisecond", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", DueTime: "1ns"}, "dueTime", nil},
 			{"bad data", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "x", Data: []byte("{")}, "", nil},
 			{"bad name", actor.ID{Type: "T", ID: "a"}, actor.ReminderSpec{Name: "a/b"}, "", nil},
 			{"not hosted", actor.ID{Type: "Nobody", ID: "a"}, actor.ReminderSpec{Name: "x", DueTime: "1s"}, "", actor.ErrTypeNotHosted},
@@ -467,7 +476,9 @@ func TestSlowActorDoesNotDelayOthers(t *testing.T) {
 		p := newPinger()
 		unblock := make(chan struct{})
 		p.block["slow"] = unblock
-		h := start(t, memstore.New(), p, reminders.Config{Workers: 4})
+		// One type: the slow actor's three fires may hold three of the four
+		// workers, so the type's bound is all of them.
+		h := start(t, memstore.New(), p, reminders.Config{Workers: 4, WorkersPerType: 4})
 		defer h.stop()
 		t0 := time.Now()
 		for i := range 3 {

@@ -2,8 +2,10 @@ package reminders_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,8 +19,9 @@ import (
 
 // TestOnRealStores runs a restart through each shipped store on the real
 // clock: reminders stored by one service are loaded by the next, every
-// one-shot fires once and leaves the store and its index, and a periodic
-// reminder stays indexed.
+// one-shot fires once and leaves the store and its index (with its data key,
+// for data kept apart), and a periodic reminder stays indexed and delivers
+// its data exactly.
 func TestOnRealStores(t *testing.T) {
 	stores := map[string]func(t *testing.T) statestore.Store{
 		"bbolt": func(t *testing.T) statestore.Store {
@@ -48,12 +51,16 @@ func TestOnRealStores(t *testing.T) {
 				h.create(fmt.Sprintf("a%d", i%7), fmt.Sprintf("once%d", i), "400ms", "", "")
 			}
 			h.create("p", "tick", "0s", "150ms", "")
+			// Data kept apart from the record: a periodic and a one-shot.
+			large := bigData(200_000, "real")
+			h.createData("p", "big", "0s", "150ms", large)
+			h.createData("p", "bigonce", "400ms", "", large)
 			h.stop() // before the one-shots are due
 
 			h = startReal(t, store, p)
 			defer h.stop()
 			deadline := time.Now().Add(10 * time.Second)
-			for p.total() < oneShots+3 && time.Now().Before(deadline) {
+			for (p.total() < oneShots+6 || len(p.firesOf("p", "bigonce")) == 0) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			for i := range oneShots {
@@ -64,18 +71,38 @@ func TestOnRealStores(t *testing.T) {
 			if n := len(p.firesOf("p", "tick")); n < 2 {
 				t.Fatalf("periodic reminder fired %d times after the restart", n)
 			}
+			for _, name := range []string{"big", "bigonce"} {
+				d := p.dataOf("p", name)
+				if len(d) == 0 || name == "bigonce" && len(d) != 1 {
+					t.Fatalf("%s fired %d times", name, len(d))
+				}
+				for i := range d {
+					if d[i] != string(large) {
+						t.Fatalf("%s fire %d delivered %d bytes, want %d", name, i, len(d[i]), len(large))
+					}
+				}
+			}
+			if info, err := h.svc.Get(context.Background(), actor.ID{Type: "T", ID: "p"}, "big"); err != nil || string(info.Data) != string(large) {
+				t.Fatalf("GET of the large-data reminder: %d bytes, %v", len(info.Data), err)
+			}
 			// The one-shots' records and index entries go with the next flush.
 			deadline = time.Now().Add(5 * time.Second)
 			var indexed []string
 			for {
 				indexed = indexedReminders(t, store)
-				if len(indexed) == 1 || time.Now().After(deadline) {
+				if len(indexed) == 2 || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if len(indexed) != 1 || indexed[0] != statestore.ReminderKey("T", "p", "tick") {
-				t.Fatalf("indexed after the one-shots fired: %v, want only the periodic reminder", indexed)
+			if !slices.Equal(indexed, []string{statestore.ReminderKey("T", "p", "big"), statestore.ReminderKey("T", "p", "tick")}) {
+				t.Fatalf("indexed after the one-shots fired: %v, want only the periodic reminders", indexed)
+			}
+			if _, err := store.Get(context.Background(), statestore.ReminderDataKey("T", "p", "bigonce")); !errors.Is(err, statestore.ErrNotFound) {
+				t.Fatalf("data of the fired one-shot: %v, want it deleted", err)
+			}
+			if it, err := store.Get(context.Background(), statestore.ReminderDataKey("T", "p", "big")); err != nil || string(it.Value) != string(large) {
+				t.Fatalf("data of the periodic reminder: %d bytes, %v", len(it.Value), err)
 			}
 		})
 	}

@@ -9,8 +9,10 @@ import (
 )
 
 // timerSpec turns a timer request into the runtime's timer description. The
-// schedule grammar is the reminders' one (durations, ISO 8601, R<n>/, cron,
-// ttl); a periodic timer counts its period from the last scheduled fire, and
+// schedule grammar and its limits are the reminders' ones (durations, ISO
+// 8601, R<n>/, cron, ttl; a period of at least schedule.MinPeriod, since a
+// timer firing every nanosecond would spin a core even though it is not
+// stored); a periodic timer counts its period from the last scheduled fire, and
 // a fire that overran its period is followed by the next one due after it
 // completed rather than by a burst of catch-up fires.
 func timerSpec(req TimerRequest, now time.Time) (actor.TimerSpec, error) {

@@ -56,6 +56,19 @@ func TestTimerSpec(t *testing.T) {
 		},
 		{name: "bad period", req: TimerRequest{Name: "t", Period: "R0/PT1S"}, errFld: "period"},
 		{name: "bad due time", req: TimerRequest{Name: "t", DueTime: "soon"}, errFld: "dueTime"},
+		// A timer is not stored, but one firing every nanosecond would
+		// still spin a core: timers get the reminders' minimum period.
+		{name: "nanosecond period", req: TimerRequest{Name: "t", Period: "1ns"}, errFld: "period"},
+		{name: "nanosecond @every", req: TimerRequest{Name: "t", Period: "@every 1ns"}, errFld: "period"},
+		{name: "nanosecond ISO 8601 period", req: TimerRequest{Name: "t", Period: "PT0.000000001S"}, errFld: "period"},
+		{name: "repetitions below the minimum", req: TimerRequest{Name: "t", Period: "R3/PT0.005S"}, errFld: "period"},
+		{name: "due time below the granularity", req: TimerRequest{Name: "t", DueTime: "1ns", Period: "1s"}, errFld: "dueTime"},
+		{
+			name:  "the minimum period",
+			req:   TimerRequest{Name: "t", Period: "10ms"},
+			first: now,
+			fires: []fire{{now, now.Add(schedule.MinPeriod)}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 //	actor{T/I}/fence            the activation fence of actor T/I
 //	actor{T/I}/state/<key>      actor state
 //	actor{T/I}/reminder/<name>  a reminder record
+//	actor{T/I}/reminderdata/<name>  the data of a reminder, when too large to keep in its record
 //
 // Reminders are indexed per actor type in ReminderBuckets buckets chosen by the
 // top bits of xxhash64("T/I"), the same hash the placement ring uses, so a silo
@@ -61,6 +62,12 @@ func ActorStateKey(actorType, actorID, key string) string {
 // ReminderKey is the key of one reminder record of an actor.
 func ReminderKey(actorType, actorID, name string) string {
 	return actorKey(actorType, actorID, "reminder", name)
+}
+
+// ReminderDataKey is the key that holds the data of a reminder apart from
+// its record. It is never indexed, so index scans read only the records.
+func ReminderDataKey(actorType, actorID, name string) string {
+	return actorKey(actorType, actorID, "reminderdata", name)
 }
 
 // ActorHash is xxhash64 of "type/id", the point of an actor on the ring.

@@ -11,6 +11,7 @@ func TestLayout(t *testing.T) {
 		{ActorStateKey("Counter", "a", "count"), "actor{Counter/a}/state/count"},
 		{ActorStateKey("Counter", "a", ""), "actor{Counter/a}/state/"},
 		{ReminderKey("Counter", "a", "tick"), "actor{Counter/a}/reminder/tick"},
+		{ReminderDataKey("Counter", "a", "tick"), "actor{Counter/a}/reminderdata/tick"},
 		{ReminderIndex("Counter", 0), "reminders{Counter/000}"},
 		{ReminderIndex("Counter", 0xabc), "reminders{Counter/abc}"},
 		{ReminderIndex("Counter", ReminderBuckets-1), "reminders{Counter/fff}"},
@@ -78,6 +79,7 @@ func TestParseReminderKey(t *testing.T) {
 	for _, bad := range []string{
 		"", "actor{", "actor{T/I}/state/k", "actor{T/I}/reminder/", "actor{/I}/reminder/n",
 		"actor{T/I/reminder/n", "actor{T/}/reminder/n", FenceKey("T", "I"), "reminders{T/000}",
+		ReminderDataKey("T", "I", "n"),
 	} {
 		if _, _, _, ok := ParseReminderKey(bad); ok {
 			t.Errorf("ParseReminderKey(%q) accepted", bad)

@@ -27,6 +27,7 @@ var periodSeeds = []string{
 	"@every 0s", "@every", "CRON_TZ=America/New_York 0 9 * * *", "TZ=Europe/London 30 1 * * *",
 	"TZ=Australia/Lord_Howe */5 * * * *", "TZ=America/Sao_Paulo 0 0 * * *", "TZ=UTC", "TZ=TZ=TZ=",
 	"TZ= * * * * *", "CRON_TZ=UTC TZ=UTC * * * * *", "0 0 13 * 5",
+	"1ns", "@every 1ns", "PT0.000000001S", "R5/PT0.009S", "9999999ns", "10ms", "@every 10ms", "* * * * * *",
 }
 
 // checkPeriod asserts the invariants of a successfully parsed period.
@@ -77,6 +78,7 @@ func FuzzParsePeriod(f *testing.F) {
 			return
 		}
 		checkPeriod(t, s, p, repeats)
+		checkMinimum(t, s, p)
 		// Parsing is deterministic.
 		q, r, err := ParsePeriod(s)
 		if err != nil || r != repeats || !q.Next(fuzzBases[0]).Equal(p.Next(fuzzBases[0])) {
@@ -85,12 +87,49 @@ func FuzzParsePeriod(f *testing.F) {
 	})
 }
 
+// checkMinimum asserts that a registration with period s (which ParsePeriod
+// accepted as p) either is refused for being too short or never fires twice
+// within MinPeriod.
+func checkMinimum(t *testing.T, s string, p Period) {
+	t.Helper()
+	short := false
+	for _, b := range fuzzBases {
+		// From a base, a cron period's next fire may come at once; the
+		// gap between two fires is what counts.
+		if n := p.Next(b); !p.IsZero() && p.Next(n).Sub(n) < MinPeriod {
+			short = true
+		}
+	}
+	spec, err := Parse(fuzzNow, "", s, "")
+	if err != nil {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "period" {
+			t.Fatalf("Parse(period %q) error %#v", s, err)
+		}
+		return
+	}
+	if short {
+		t.Fatalf("Parse(period %q) accepted a period that fires within %v", s, MinPeriod)
+	}
+	last := spec.First
+	for fired := 1; fired <= 3; fired++ {
+		next, _, ok := spec.NextFire(fired, last, last)
+		if !ok {
+			break
+		}
+		if next.Sub(last) < MinPeriod {
+			t.Fatalf("Parse(period %q): fires at %v and %v, within %v", s, last, next, MinPeriod)
+		}
+		last = next
+	}
+}
+
 var fuzzNow = time.Date(2024, time.January, 31, 10, 20, 30, 500_000_000, time.UTC)
 
 func FuzzParseDueTime(f *testing.F) {
 	for _, s := range []string{"", "0", "1m30s", "500ms", "-1s", "PT1M30S", "P1M", "P1.5D", "R5/PT1S",
 		"2030-01-02T15:04:05Z", "2030-01-02T15:04:05.999+05:30", "2020-01-01T00:00:00Z", "2200-01-01T00:00:00Z",
-		"2030-13-01T00:00:00Z", "2030-01-02", "abc"} {
+		"2030-13-01T00:00:00Z", "2030-01-02", "abc", "1ns", "999us", "PT0.0001S", "1ms"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, due string) {
@@ -112,8 +151,8 @@ func FuzzParseDueTime(f *testing.F) {
 		if d > maxSpan+24*time.Hour || d < -maxSpan {
 			t.Fatalf("Parse(dueTime %q): First %v is too far from now", due, s.First)
 		}
-		if !looksLikeTime(strings.TrimSpace(due)) && d < 0 {
-			t.Fatalf("Parse(dueTime %q): a duration put First %v before now", due, s.First)
+		if !looksLikeTime(strings.TrimSpace(due)) && (d < 0 || d > 0 && d < DueTimeGranularity) {
+			t.Fatalf("Parse(dueTime %q): a duration put First %v at %v from now", due, s.First, d)
 		}
 		if next, _, ok := s.NextFire(0, time.Time{}, fuzzNow); !ok || !next.Equal(s.First) {
 			t.Fatalf("Parse(dueTime %q): NextFire(0) = %v, %v", due, next, ok)
@@ -195,7 +234,7 @@ func FuzzParse(f *testing.F) {
 			if !ok {
 				break
 			}
-			if !next.After(last) || skipped != 0 || s.Expired(next) {
+			if next.Sub(last) < MinPeriod || skipped != 0 || s.Expired(next) {
 				t.Fatalf("Parse(%q, %q, %q): fire %d at %v after %v (skipped %d)", due, period, ttl, fired+1, next, last, skipped)
 			}
 			last = next

@@ -33,7 +33,21 @@ type Spec struct {
 	Repeats int
 	// Expires ends the schedule: nothing fires at or after it. Zero means no TTL.
 	Expires time.Time
+	// Raised is set by ParseStored when the period is shorter than
+	// MinPeriod: the schedule repeats every MinPeriod instead. Parse never
+	// sets it.
+	Raised bool
 }
+
+// MinPeriod is the shortest period Parse accepts. A shorter one would fire a
+// reminder (and write its next due time) hundreds of times a second. A cron
+// schedule cannot go below it: its finest field is seconds.
+const MinPeriod = 10 * time.Millisecond
+
+// DueTimeGranularity is the shortest positive due time Parse accepts when
+// the due time is a duration; zero (or an empty dueTime) means now. A due
+// time given as an RFC 3339 time is an instant and may name any nanosecond.
+const DueTimeGranularity = time.Millisecond
 
 // Parse parses a registration's dueTime, period and ttl, registered at now.
 //
@@ -44,20 +58,47 @@ type Spec struct {
 //   - ttl: an RFC 3339 time, or a Go or ISO 8601 duration counted from First.
 //     It must be after now and after First.
 //
-// Absolute times must lie within 100 years of now. Parse depends only on its
-// arguments: storing the registration time with the three strings is enough to
-// rebuild the same Spec later. Errors are *FieldError; the fields are checked
-// in the order dueTime, period, ttl and the first bad one is reported.
+// A period must be at least MinPeriod, and a due time given as a duration
+// zero or at least DueTimeGranularity. Absolute times must lie within 100
+// years of now. Parse depends only on its arguments: storing the registration
+// time with the three strings is enough to rebuild the same Spec later (with
+// ParseStored, which also takes registrations stored before these limits).
+// Errors are *FieldError; the fields are checked in the order dueTime,
+// period, ttl and the first bad one is reported.
 func Parse(now time.Time, dueTime, period, ttl string) (Spec, error) {
+	return parse(now, dueTime, period, ttl, true)
+}
+
+// ParseStored rebuilds the Spec of a stored registration. It is Parse,
+// except that it takes what Parse accepted before MinPeriod and
+// DueTimeGranularity were enforced, so that such a registration keeps firing
+// rather than being dropped: a due time below the granularity stands, and a
+// fixed period shorter than MinPeriod becomes MinPeriod (Spec.Raised says so;
+// Period and Every.String() keep the text as stored).
+func ParseStored(registered time.Time, dueTime, period, ttl string) (Spec, error) {
+	return parse(registered, dueTime, period, ttl, false)
+}
+
+func parse(now time.Time, dueTime, period, ttl string, strict bool) (Spec, error) {
 	now = now.UTC()
 	s := Spec{DueTime: dueTime, Period: period, TTL: ttl}
-	due, reason := parseDueTime(now, strings.TrimSpace(dueTime))
+	due, reason := parseDueTime(now, strings.TrimSpace(dueTime), strict)
 	if reason != "" {
 		return Spec{}, &FieldError{Field: "dueTime", Value: dueTime, Reason: reason}
 	}
 	var err error
 	if s.Every, s.Repeats, err = ParsePeriod(period); err != nil {
 		return Spec{}, err
+	}
+	if s.Every.kind == kindFixed && s.Every.fixed < MinPeriod {
+		// Calendar periods are at least 28 days and cron ones at least a
+		// second; only a fixed length can be too short.
+		if strict {
+			return Spec{}, &FieldError{Field: "period", Value: period,
+				Reason: "must be at least " + MinPeriod.String() + ", the shortest period"}
+		}
+		s.Every.fixed = MinPeriod
+		s.Raised = true
 	}
 	s.First = due
 	if s.Every.kind == kindCron {
@@ -105,8 +146,9 @@ func (s Spec) Expired(t time.Time) bool {
 // reasonTimeForm is the rejection of text that is neither a duration nor a time.
 const reasonTimeForm = "want a Go duration (1m30s), an ISO 8601 duration (PT1M30S) or an RFC 3339 time (2030-01-02T15:04:05Z)"
 
-// parseDueTime returns the due time s denotes at now (both in UTC).
-func parseDueTime(now time.Time, s string) (time.Time, string) {
+// parseDueTime returns the due time s denotes at now (both in UTC). When
+// strict, a duration must be zero or at least DueTimeGranularity.
+func parseDueTime(now time.Time, s string, strict bool) (time.Time, string) {
 	if s == "" {
 		return now, ""
 	}
@@ -119,6 +161,9 @@ func parseDueTime(now time.Time, s string) (time.Time, string) {
 	}
 	if reason != "" {
 		return time.Time{}, reason
+	}
+	if strict && sp.years == 0 && sp.months == 0 && sp.days == 0 && sp.fixed > 0 && sp.fixed < DueTimeGranularity {
+		return time.Time{}, "is below " + DueTimeGranularity.String() + "; use an empty dueTime or 0s to fire now"
 	}
 	return sp.addTo(now), ""
 }
