@@ -34,7 +34,16 @@ type options struct {
 	stopGrace        time.Duration
 }
 
-func main() { benchproc.Main(run) }
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == proxyFlag {
+		if err := runProxy(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "gatewaybench proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	benchproc.Main(run)
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stderr)
@@ -113,7 +122,7 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 		return rep, fmt.Errorf("temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ports, err := benchproc.FreePorts(2)
+	ports, err := benchproc.FreePorts(3)
 	if err != nil {
 		return rep, err
 	}
@@ -123,6 +132,7 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	}
 	appAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	gwAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	proxyAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
 
 	var procs []*benchproc.Process // stopped in reverse order: granary first, then the app it calls
 	defer func() {
@@ -163,6 +173,14 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 	if err = granary.WaitForStatus(ctx, "POST", "http://"+gwAddr+"/v1.0/actors/Echo/warm/method/echo", 200, 10*time.Second); err != nil {
 		return rep, fmt.Errorf("the gateway does not serve actor type Echo: %w", err)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return rep, fmt.Errorf("finding this program for the reference proxy: %w", err)
+	}
+	if _, err = startAndWait("proxy", proxyAddr, self, []string{proxyFlag, proxyAddr + "=" + appAddr},
+		"GET", "http://"+proxyAddr+"/healthz", 200); err != nil {
+		return rep, err
+	}
 
 	many := loadgen.ActorIDs("actor-", o.actors)
 	// Loads (a) and (b), each through the gateway and then direct; the
@@ -171,6 +189,8 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 		{name: "(a) gateway", load: "a", via: "gateway", addr: gwAddr, conns: 1, actors: []string{"a"},
 			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(a) direct", load: "a", via: "direct", addr: appAddr, conns: 1, actors: []string{"a"},
+			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
+		{name: "(a) bare proxy", load: "a", via: "proxy", addr: proxyAddr, conns: 1, actors: []string{"a"},
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
 	}
 	if o.netHTTP {

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchproc"
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
@@ -23,6 +26,7 @@ func TestEvaluate(t *testing.T) {
 		return report{SiloRSSBytes: 30 << 20, Scenarios: []scenarioReport{
 			scenarioResult("a", "gateway", 5000, 120*time.Microsecond, time.Millisecond, 0),
 			scenarioResult("a", "direct", 12000, 80*time.Microsecond, 300*time.Microsecond, 0),
+			scenarioResult("a", "proxy", 9000, 105*time.Microsecond, 300*time.Microsecond, 0),
 			scenarioResult("b", "gateway", 20000, 2*time.Millisecond, 8*time.Millisecond, 0),
 			scenarioResult("b", "direct", 30000, time.Millisecond, 4*time.Millisecond, 0),
 		}}
@@ -33,9 +37,9 @@ func TestEvaluate(t *testing.T) {
 		failed []string // the targets expected to fail, by prefix; none when empty
 	}{
 		{"all met", func(*report) {}, nil},
-		{"slow (b)", func(r *report) { r.Scenarios[2].Result.RPS = 14000 }, []string{"(b) gateway rps"}},
-		{"(b) at exactly half", func(r *report) { r.Scenarios[2].Result.RPS = 15000 }, nil},
-		{"(b) tail", func(r *report) { r.Scenarios[2].Result.P99 = 11 * time.Millisecond }, []string{"(b) gateway p99"}},
+		{"slow (b)", func(r *report) { r.Scenarios[3].Result.RPS = 14000 }, []string{"(b) gateway rps"}},
+		{"(b) at exactly half", func(r *report) { r.Scenarios[3].Result.RPS = 15000 }, nil},
+		{"(b) tail", func(r *report) { r.Scenarios[3].Result.P99 = 11 * time.Millisecond }, []string{"(b) gateway p99"}},
 		{"(a) median", func(r *report) {
 			r.Scenarios[0].Result.P50, r.Scenarios[1].Result.P50 = 251*time.Microsecond, 240*time.Microsecond
 		}, []string{"(a) gateway p50"}},
@@ -54,7 +58,7 @@ func TestEvaluate(t *testing.T) {
 		}, nil},
 		{"memory", func(r *report) { r.SiloRSSBytes = 41 << 20 }, []string{"silo RSS"}},
 		{"memory unknown", func(r *report) { r.SiloRSSBytes, r.RSSError = -1, "no /proc" }, []string{"silo RSS"}},
-		{"errors on the direct path", func(r *report) { r.Scenarios[3].Result.Errors.Status = 2 }, []string{"no failed requests"}},
+		{"errors on the direct path", func(r *report) { r.Scenarios[4].Result.Errors.Status = 2 }, []string{"no failed requests"}},
 	}
 	for _, tt := range tests {
 		r := good()
@@ -81,7 +85,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	var out strings.Builder
 	printReport(&out, r)
-	for _, want := range []string{"(a) gateway", "(b) direct", "42%", "67%", "30.0 MiB", "PASS  (a) gateway p50 ≤ 250µs", "PASS  (a) gateway adds ≤ 50.0µs at p50", "added by the gateway at p50, load (a): 40.0µs", "overall: PASS"} {
+	for _, want := range []string{"(a) gateway", "(b) direct", "42%", "67%", "30.0 MiB", "PASS  (a) gateway p50 ≤ 250µs", "PASS  (a) gateway adds ≤ 50.0µs at p50", "added by the gateway at p50, load (a): 40.0µs", "bare byte-copying proxy process, load (a): 25.0µs", "overall: PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -105,5 +109,48 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
 			t.Errorf("run %v = %d, want 2", args, code)
 		}
+	}
+}
+
+func TestReferenceProxyForwardsBothWays(t *testing.T) {
+	app, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	go func() {
+		c, err := app.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		c.Write(append([]byte("re:"), buf...))
+	}()
+	ports, err := benchproc.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(ports[0])
+	go runProxy(listen + "=" + app.Addr().String())
+	var c net.Conn
+	for range 100 {
+		if c, err = net.Dial("tcp", listen); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello"))
+	got, _ := io.ReadAll(c)
+	if string(got) != "re:hello" {
+		t.Fatalf("through the proxy: %q", got)
+	}
+	if err := runProxy("no-equals-sign"); err == nil {
+		t.Fatal("a spec without = was accepted")
 	}
 }

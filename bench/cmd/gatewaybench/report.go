@@ -25,7 +25,7 @@ const (
 type scenarioReport struct {
 	Name        string         `json:"name"`
 	Load        string         `json:"load"` // "a", "a-nethttp" or "b"
-	Via         string         `json:"via"`  // "gateway" or "direct"
+	Via         string         `json:"via"`  // "gateway", "direct" or "proxy" (the reference byte-copying proxy)
 	Method      string         `json:"method"`
 	Path        string         `json:"path"`
 	Client      string         `json:"client,omitempty"` // empty: the raw-connection client
@@ -36,14 +36,17 @@ type scenarioReport struct {
 
 // report is everything a run found; it is also the JSON written by --json.
 type report struct {
-	Duration         string             `json:"duration"`
-	Warmup           string             `json:"warmup"`
-	Rounds           int                `json:"rounds"` // the loads took turns this many times
-	Scenarios        []scenarioReport   `json:"scenarios"`
-	RatioA           float64            `json:"ratio_a"`        // gateway rps / direct rps, load (a)
-	RatioB           float64            `json:"ratio_b"`        // the same for load (b)
-	AddedP50A        time.Duration      `json:"added_p50_a_ns"` // gateway p50 − direct p50, load (a)
-	AddedP50ANetHTTP time.Duration      `json:"added_p50_a_nethttp_ns,omitempty"`
+	Duration         string           `json:"duration"`
+	Warmup           string           `json:"warmup"`
+	Rounds           int              `json:"rounds"` // the loads took turns this many times
+	Scenarios        []scenarioReport `json:"scenarios"`
+	RatioA           float64          `json:"ratio_a"`        // gateway rps / direct rps, load (a)
+	RatioB           float64          `json:"ratio_b"`        // the same for load (b)
+	AddedP50A        time.Duration    `json:"added_p50_a_ns"` // gateway p50 − direct p50, load (a)
+	AddedP50ANetHTTP time.Duration    `json:"added_p50_a_nethttp_ns,omitempty"`
+	// ProxyAddedP50A is what a process copying bytes and nothing else adds
+	// at p50 in the same run: the floor for any proxy on this machine.
+	ProxyAddedP50A   time.Duration      `json:"proxy_added_p50_a_ns,omitempty"`
 	SiloRSSBytes     int64              `json:"silo_rss_bytes"`      // after (b); -1 when unknown
 	SiloPeakRSSBytes int64              `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
 	RSSError         string             `json:"rss_error,omitempty"`
@@ -68,6 +71,9 @@ func (r *report) evaluate() {
 	r.RatioA, r.RatioB = benchproc.Ratio(ga.RPS, da.RPS), benchproc.Ratio(gb.RPS, db.RPS)
 	gn, dn := r.result("a-nethttp", "gateway"), r.result("a-nethttp", "direct")
 	r.AddedP50A = ga.P50 - da.P50
+	if pa := r.result("a", "proxy"); pa.Requests > 0 {
+		r.ProxyAddedP50A = pa.P50 - da.P50
+	}
 	if gn.Requests > 0 {
 		r.AddedP50ANetHTTP = gn.P50 - dn.P50
 	}
@@ -108,7 +114,7 @@ func printReport(w io.Writer, r report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-11s\tconns\tactors\trps\tp50\tp90\tp99\tp99.9\tmax\terrors\t\n", "scenario")
 	for _, load := range []string{"a", "a-nethttp", "b"} {
-		for _, via := range []string{"gateway", "direct"} {
+		for _, via := range []string{"gateway", "direct", "proxy"} {
 			for _, s := range r.Scenarios {
 				if s.Load != load || s.Via != via {
 					continue
@@ -127,6 +133,10 @@ func printReport(w io.Writer, r report) {
 		fmt.Fprintf(w, "; with a net/http client: %s", loadgen.FormatDuration(r.AddedP50ANetHTTP))
 	}
 	fmt.Fprintln(w)
+	if r.ProxyAddedP50A != 0 {
+		fmt.Fprintf(w, "added at p50 by a bare byte-copying proxy process, load (a): %s (the floor for any proxy on this machine)\n",
+			loadgen.FormatDuration(r.ProxyAddedP50A))
+	}
 	if r.SiloRSSBytes >= 0 {
 		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", benchproc.MiB(r.SiloRSSBytes), benchproc.MiB(r.SiloPeakRSSBytes))
 	} else {
