@@ -245,7 +245,17 @@ func (s *Service) Stop() {
 		case <-t.C():
 			s.log.Warn("reminder fires still running at stop; cancelling them", "timeout", s.cfg.StopTimeout)
 			s.cancel()
-			<-done
+			// An actor may ignore the cancellation (an app call runs to its
+			// own timeout, until the runtime's drain aborts it). Stop does
+			// not wait for it: such a fire's due time stays as stored, so it
+			// is delivered again after a restart, as at-least-once allows.
+			g := s.clock.NewTimer(stopGrace)
+			select {
+			case <-done:
+			case <-g.C():
+				s.log.Warn("reminder fires ignored their cancellation; stopping without them: they fire again after a restart", "grace", stopGrace)
+			}
+			g.Stop()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
 		defer cancel()
@@ -253,6 +263,9 @@ func (s *Service) Stop() {
 		s.cancel()
 	})
 }
+
+// stopGrace is how long Stop waits for cancelled fires to return.
+const stopGrace = 500 * time.Millisecond
 
 // Len returns how many reminders this silo has scheduled.
 func (s *Service) Len() int {
