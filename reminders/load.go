@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,7 +135,13 @@ func (s *Service) load(actorType string) {
 	for {
 		loaded, overdue, err := s.loadOnce(actorType)
 		if err == nil {
-			s.log.Info("reminders loaded", "type", actorType, "reminders", loaded, "overdue", overdue,
+			// A type without reminders is logged at debug level: an app
+			// may host many types, most of them without any.
+			level := slog.LevelInfo
+			if loaded == 0 {
+				level = slog.LevelDebug
+			}
+			s.log.Log(s.ctx, level, "reminders loaded", "type", actorType, "reminders", loaded, "overdue", overdue,
 				"took", s.clock.Now().Sub(start).Round(time.Millisecond))
 			return
 		}
