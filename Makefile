@@ -58,7 +58,7 @@ bench-store: build
 
 bench-reminders: build
 	$(GO) build -o $(BIN)/reminderbench ./bench/cmd/reminderbench
-	$(BIN)/reminderbench --granary $(BIN)/granary --app $(BIN)/counter-go
+	$(BIN)/reminderbench --granary $(BIN)/granary --app $(BIN)/counter-go --http-clients 64
 
 clean:
 	rm -rf $(BIN)
