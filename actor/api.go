@@ -70,6 +70,18 @@ type HeaderField struct {
 	Name, Value []byte
 }
 
+// DropHeaders removes, in place, the fields whose name drop reports, and
+// returns what is left.
+func DropHeaders(h []HeaderField, drop func(name []byte) bool) []HeaderField {
+	kept := h[:0]
+	for _, f := range h {
+		if !drop(f.Name) {
+			kept = append(kept, f)
+		}
+	}
+	return kept
+}
+
 // Response is a method's result.
 type Response struct {
 	// Status is the HTTP status the actor answered with; native actors answer 200.

@@ -379,13 +379,7 @@ func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *a
 	if !conn.Empty() {
 		// The fields the client's Connection fields name are meant for
 		// this hop alone (RFC 9110 §7.6.1).
-		kept := req.Header[:0]
-		for _, h := range req.Header {
-			if !conn.Names(h.Name) {
-				kept = append(kept, h)
-			}
-		}
-		req.Header = kept
+		req.Header = actor.DropHeaders(req.Header, conn.Names)
 	}
 	// Not the fasthttp request itself: its Done channel is the server's
 	// shutdown signal, which means nothing to a turn, and a turn's context

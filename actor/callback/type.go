@@ -130,13 +130,7 @@ func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Respon
 		}
 	}
 	if !conn.Empty() {
-		kept := out.Header[:0]
-		for _, h := range out.Header {
-			if !conn.Names(h.Name) {
-				kept = append(kept, h)
-			}
-		}
-		out.Header = kept
+		out.Header = actor.DropHeaders(out.Header, conn.Names)
 	}
 	out.SetRelease(func() { fasthttp.ReleaseResponse(resp) })
 	return out, nil
