@@ -51,8 +51,9 @@ func (rt *Runtime) deactivate(ctx context.Context, a *activation, reason string,
 }
 
 // finishDeactivation stops the actor's timers, tells its instance, and removes
-// it. An activation whose turn had to be aborted at the drain timeout is not
-// told: its app did not answer that turn and is not waited for again.
+// it. An activation whose type's turns had to be aborted at the drain timeout
+// is not told: the app did not answer those turns (and an app's aborted call
+// pool takes no more calls), so it is not waited for again.
 func (rt *Runtime) finishDeactivation(a *activation, reason string, tellBy time.Time) {
 	a.mu.Lock()
 	timers := a.timers
@@ -62,9 +63,12 @@ func (rt *Runtime) finishDeactivation(a *activation, reason string, tellBy time.
 	for _, t := range timers {
 		t.stop()
 	}
-	if aborted {
+	switch {
+	case aborted:
 		rt.log.Warn("actor deactivated without telling it: its turn was aborted at the drain timeout", "actor", a.id.String(), "reason", reason)
-	} else {
+	case a.reg.aborted.Load():
+		rt.log.Debug("actor deactivated without telling it: its type's turns were aborted at the drain timeout", "actor", a.id.String(), "reason", reason)
+	default:
 		if tellBy.IsZero() {
 			tellBy = rt.clock.Now().Add(rt.deactivationTimeout)
 		}
