@@ -94,7 +94,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 	_, _, err = runParallel(ctx, len(ids), b.o.httpClients, b.o.every,
 		func(done int, _ time.Duration) { b.progress("  activated %d/%d actors", done, len(ids)) },
 		func(ctx context.Context, i int) error {
-			_, err := call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
+			_, err := benchproc.Call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
 			return err
 		})
 	if err != nil {
@@ -129,7 +129,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 		func(ctx context.Context, i int) error {
 			id, name := ids[i%len(ids)], "r"+strconv.Itoa(i/len(ids))
 			u := gwURL + "/v1.0/actors/" + counterType + "/" + url.PathEscape(id) + "/reminders/" + name
-			_, err := call(ctx, client, "POST", u, body, http.StatusNoContent)
+			_, err := benchproc.Call(ctx, client, "POST", u, body, http.StatusNoContent)
 			return err
 		})
 	if err != nil {
@@ -198,7 +198,7 @@ func (b *bench) http(ctx context.Context) (r result) {
 	_, _, err = runParallel(ctx, len(ids), b.o.httpClients, b.o.every,
 		func(done int, _ time.Duration) { b.progress("  read %d/%d counts", done, len(ids)) },
 		func(ctx context.Context, i int) error {
-			data, err := call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
+			data, err := benchproc.Call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -288,34 +288,6 @@ func (l *fireLog) line(line []byte) {
 			}
 		}
 	}
-}
-
-// call sends one request and checks its status; it returns the body.
-func call(ctx context.Context, client *http.Client, method, u, body string, want int) ([]byte, error) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != want {
-		return data, fmt.Errorf("%s %s: status %d (want %d): %s", method, u, resp.StatusCode, want, strings.TrimSpace(string(data)))
-	}
-	if err != nil {
-		return data, fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
-	}
-	return data, nil
 }
 
 // stopInto stops p and notes in r when it had to be killed.

@@ -298,51 +298,16 @@ func newHTTPClient(conns int) *http.Client {
 	}
 }
 
-// maxErrorBody bounds the part of an error response quoted in messages.
-const maxErrorBody = 512
-
 // fill returns a path or body template with {actor} and {n} filled in.
 func fill(template, actor string, n int) string {
 	s := strings.ReplaceAll(template, loadgen.ActorPlaceholder, actor)
 	return strings.ReplaceAll(s, loadgen.SeqPlaceholder, strconv.Itoa(n))
 }
 
-// call sends one request and checks its status. It returns the start of the
-// response body, which the error also quotes.
-func call(ctx context.Context, client *http.Client, method, url, body string, want int) ([]byte, error) {
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, r)
-	if err != nil {
-		return nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-	}
-	switch {
-	case resp.StatusCode != want:
-		return data, fmt.Errorf("%s %s: status %d (want %d): %s", method, url, resp.StatusCode, want, strings.TrimSpace(string(data)))
-	case err != nil:
-		return data, fmt.Errorf("%s %s: reading the response: %w", method, url, err)
-	}
-	return data, nil
-}
-
 // checkRead reads back the state prime wrote for the first actor, so that a
 // read load answered by 204 (no such key) cannot pass for a working one.
 func checkRead(ctx context.Context, client *http.Client, base string, ids []string) error {
-	got, err := call(ctx, client, "GET", base+fill(getPath, ids[0], 0), "", http.StatusOK)
+	got, err := benchproc.Call(ctx, client, "GET", base+fill(getPath, ids[0], 0), "", http.StatusOK)
 	if err != nil {
 		return fmt.Errorf("reading back actor %s's state: %w", ids[0], err)
 	}
@@ -364,9 +329,9 @@ func prime(ctx context.Context, client *http.Client, base string, ids []string, 
 		wg.Go(func() {
 			for i := range next {
 				id := ids[i]
-				_, err := call(ctx, client, "POST", base+fill(invokePath, id, i), "", http.StatusOK)
+				_, err := benchproc.Call(ctx, client, "POST", base+fill(invokePath, id, i), "", http.StatusOK)
 				if err == nil {
-					_, err = call(ctx, client, "POST", base+fill(txnPath, id, i), fill(txnTemplate, id, i), http.StatusNoContent)
+					_, err = benchproc.Call(ctx, client, "POST", base+fill(txnPath, id, i), fill(txnTemplate, id, i), http.StatusNoContent)
 				}
 				if err != nil {
 					cancel(fmt.Errorf("preparing actor %s: %w", id, err))
@@ -407,7 +372,7 @@ func errorDetail(ctx context.Context, client *http.Client, base, method, path, b
 		if method == "POST" {
 			want = http.StatusNoContent
 		}
-		_, err := call(ctx, client, method, base+fill(path, ids[i], i), fill(body, ids[i], i), want)
+		_, err := benchproc.Call(ctx, client, method, base+fill(path, ids[i], i), fill(body, ids[i], i), want)
 		if err != nil {
 			return detail + "; then " + err.Error()
 		}
