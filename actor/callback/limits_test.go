@@ -106,7 +106,7 @@ func TestParseAppURLRefusesBadPorts(t *testing.T) {
 func TestAppOnIPv6Loopback(t *testing.T) {
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback on this machine: %v", err)
+		t.Skipf("SKIPPED: this machine has no IPv6 loopback (%v), so dialling an app on [::1] cannot be tested here", err)
 	}
 	app := newFakeApp(t, `{"entities":["Six"]}`)
 	srv := &http.Server{Handler: http.HandlerFunc(app.serve)}
