@@ -39,11 +39,10 @@ type activation struct {
 	lastUse time.Time     // when the last turn ended
 	quiet   chan struct{} // closed when turns.pending drops to 0, if someone waits
 	timers  map[string]*actorTimer
-	// running counts the turn levels running now (more than one for a
-	// reentrant chain). levels are those of a native type, whose contexts
-	// are cancelled when the type's drain timeout passes.
-	running int
-	levels  []*turnLevel
+	// levels are the running turn levels of a native type (more than one
+	// for a reentrant chain), whose contexts are cancelled when the type's
+	// drain timeout passes.
+	levels []*turnLevel
 	// aborted: a turn was cancelled at the drain timeout; abandoned: the
 	// activation was deactivated with a turn still running.
 	aborted, abandoned bool

@@ -126,9 +126,9 @@ func (rt *Runtime) abortTurns(g drainGroup) int {
 	busy := map[*registration]bool{}
 	for _, a := range hit {
 		a.mu.Lock()
-		if a.running > 0 || a.turns.waiters.len() > 0 {
+		if a.turns.running || a.turns.waiters.len() > 0 {
 			n++
-			if a.running > 0 {
+			if a.turns.running {
 				a.aborted = true
 				busy[a.reg] = true
 			}

@@ -114,11 +114,16 @@ func (q *idleQueue) check(a *activation, now time.Time) {
 		return
 	}
 	rt := q.rt
-	rt.goTracked(func() {
+	finish := func() {
 		rt.deactivationSlots <- struct{}{}
 		defer func() { <-rt.deactivationSlots }()
 		rt.finishDeactivation(a, "idle", time.Time{})
-	})
+	}
+	if !rt.goTracked(finish) {
+		// Close is past its own deactivations, which skipped this one as
+		// already begun: finish it here rather than leave it half done.
+		finish()
+	}
 }
 
 type idleHeap []idleEntry

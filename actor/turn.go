@@ -121,28 +121,24 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		tctx, cancel = context.WithCancelCause(ctx)
 		level = &turnLevel{cancel: cancel}
 	}
-	a.mu.Lock()
-	a.running++
 	if level != nil {
+		a.mu.Lock()
 		a.levels = append(a.levels, level)
+		a.mu.Unlock()
 	}
-	a.mu.Unlock()
 
 	err := fn(tctx, a, chain)
 
-	a.mu.Lock()
-	a.running--
+	aborted := a.reg.aborted.Load()
 	if level != nil {
+		a.mu.Lock()
 		for i, l := range a.levels {
 			if l == level {
 				a.levels = append(a.levels[:i], a.levels[i+1:]...)
 				break
 			}
 		}
-	}
-	a.mu.Unlock()
-	aborted := a.reg.aborted.Load()
-	if level != nil {
+		a.mu.Unlock()
 		aborted = aborted || errors.Is(context.Cause(tctx), errDrainAbort)
 		level.cancel(nil)
 	}
