@@ -12,7 +12,7 @@ RACE_PKGS := ./...
 # (single activation and the turn queue's bookkeeping, checked on every turn).
 INVARIANT_PKGS := ./actor/... ./reminders/... ./silo/...
 
-.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean
+.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean proto
 
 all: build
 
@@ -62,3 +62,7 @@ bench-reminders: build
 
 clean:
 	rm -rf $(BIN)
+
+## proto: regenerate proto/*/*.pb.go (needs protoc, protoc-gen-go and protoc-gen-go-grpc on PATH; the output is committed)
+proto:
+	cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative placement/placement.proto silo/silo.proto
