@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/granaryhq/granary/placement/ring"
 )
@@ -72,7 +73,7 @@ func sortedSet(s []string) []string {
 }
 
 // Table is one version of the cluster's membership. A Table is immutable once
-// made by New.
+// made by New (its rings are built on first use) and safe for concurrent use.
 type Table struct {
 	ClusterID string
 	Version   uint64
@@ -81,7 +82,16 @@ type Table struct {
 
 	points int
 	byID   map[string]int
-	rings  map[string]*ring.Ring
+	// hosts lists, per type, the IDs of the members hosting it. Rings are
+	// built from it on first use: the placement leader, which only relays
+	// tables, never pays for them.
+	hosts map[string][]string
+	rings sync.Map // type -> *lazyRing
+}
+
+type lazyRing struct {
+	once sync.Once
+	r    *ring.Ring
 }
 
 // New makes a table; points is the number of virtual points per silo
@@ -94,8 +104,8 @@ func New(clusterID string, version uint64, members []Member, points int) (*Table
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	t := &Table{ClusterID: clusterID, Version: version, Members: ms, points: points,
-		byID: make(map[string]int, len(ms)), rings: map[string]*ring.Ring{}}
-	hosts := map[string][]string{}
+		byID: make(map[string]int, len(ms)), hosts: map[string][]string{}}
+	hosts := t.hosts
 	for i, m := range ms {
 		if _, dup := t.byID[m.ID]; dup {
 			return nil, fmt.Errorf("table v%d: member %q listed twice", version, m.ID)
@@ -104,9 +114,6 @@ func New(clusterID string, version uint64, members []Member, points int) (*Table
 		for _, typ := range m.Types {
 			hosts[typ] = append(hosts[typ], m.ID)
 		}
-	}
-	for typ, ids := range hosts {
-		t.rings[typ] = ring.New(ids, points)
 	}
 	return t, nil
 }
@@ -128,8 +135,8 @@ func (t *Table) Types() []string {
 	if t == nil {
 		return nil
 	}
-	out := make([]string, 0, len(t.rings))
-	for typ := range t.rings {
+	out := make([]string, 0, len(t.hosts))
+	for typ := range t.hosts {
 		out = append(out, typ)
 	}
 	slices.Sort(out)
@@ -141,7 +148,7 @@ func (t *Table) Hosted(actorType string) bool {
 	if t == nil {
 		return false
 	}
-	_, ok := t.rings[actorType]
+	_, ok := t.hosts[actorType]
 	return ok
 }
 
@@ -150,7 +157,14 @@ func (t *Table) Ring(actorType string) *ring.Ring {
 	if t == nil {
 		return nil
 	}
-	return t.rings[actorType]
+	ids, ok := t.hosts[actorType]
+	if !ok {
+		return nil
+	}
+	v, _ := t.rings.LoadOrStore(actorType, &lazyRing{})
+	lr := v.(*lazyRing)
+	lr.once.Do(func() { lr.r = ring.New(ids, t.points) })
+	return lr.r
 }
 
 // ShardOwner is the member that owns shard s of actorType.

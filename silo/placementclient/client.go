@@ -1,0 +1,380 @@
+// Package placementclient is a silo's side of the placement protocol: one
+// gRPC stream to the placement leader, a heartbeat every interval, the lease
+// those heartbeats earn, and the delivery of dissemination rounds to the silo.
+//
+// The lease runs from the send time of the last acknowledged heartbeat for
+// the lease period, measured on the boot-time clock (which keeps counting
+// through a suspend). Without a fresh lease the silo must start no turn and
+// fire no reminder; Lease tells it whether it has one.
+package placementclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/placement/membership"
+	"github.com/granaryhq/granary/placement/table"
+	"github.com/granaryhq/granary/placement/wire"
+	pb "github.com/granaryhq/granary/proto/placement"
+)
+
+// Handler receives what the leader tells the silo. Calls are made one at a
+// time, in order, from a goroutine of the client's; Phase may take as long as
+// it needs (heartbeats keep flowing meanwhile).
+type Handler interface {
+	// Phase applies phase p of round for t; the client acknowledges the
+	// phase when Phase returns nil.
+	Phase(ctx context.Context, round uint64, p membership.Phase, t *table.Table) error
+	// LeaderLost says the stream to the leader broke: locks taken in the
+	// leader's rounds are dropped (a lock never outlives its leader).
+	LeaderLost()
+	// Removed says this process was removed from the cluster.
+	Removed(reason string)
+	// Rejected says placement refuses this process (it never became a member).
+	Rejected(reason string)
+}
+
+// Config configures a Client.
+type Config struct {
+	// Addrs are the gRPC addresses of the placement nodes.
+	Addrs []string
+	// Member describes this silo process now; called for every heartbeat.
+	Member func() table.Member
+	// Load is the number of active actors, reported in heartbeats; optional.
+	Load func() int64
+	// TableVersion is the newest table the silo adopted; optional.
+	TableVersion func() uint64
+	Handler      Handler
+	// HeartbeatInterval defaults to 250 ms; LeasePeriod to 2 s.
+	HeartbeatInterval time.Duration
+	LeasePeriod       time.Duration
+	// Points is the ring's virtual points per silo (0: the default).
+	Points int
+	Logger *slog.Logger
+	// Now is the lease clock; nil means clock.Boottime.
+	Now func() time.Duration
+}
+
+// Client keeps the stream to the leader. Make one with New and call Run.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	leaseUntil time.Duration // on cfg.Now's clock
+	sent       map[uint64]time.Duration
+	seq        uint64
+	lastAck    uint64
+	leader     string
+	connected  bool
+	lastErr    string
+	refusals   chan *pb.ClaimRefused
+}
+
+// New makes a client.
+func New(cfg Config) *Client {
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 250 * time.Millisecond
+	}
+	if cfg.LeasePeriod <= 0 {
+		cfg.LeasePeriod = membership.DefaultLeasePeriod
+	}
+	if cfg.Now == nil {
+		cfg.Now = clock.Boottime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Client{cfg: cfg, log: cfg.Logger, sent: map[uint64]time.Duration{}, refusals: make(chan *pb.ClaimRefused, 16)}
+}
+
+// Lease reports whether the silo holds a lease now, and how long it has left.
+func (c *Client) Lease() (valid bool, left time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	left = c.leaseUntil - c.cfg.Now()
+	return left > 0, max(left, 0)
+}
+
+// ReportClaimRefused tells the leader a shard claim was refused by a record
+// of this cluster at a newer version.
+func (c *Client) ReportClaimRefused(newer uint64, fenceKey string) {
+	select {
+	case c.refusals <- &pb.ClaimRefused{NewerVersion: newer, FenceKey: fenceKey}:
+	default: // one report is enough; the leader jumps past the newest it hears
+	}
+}
+
+// Status is the client's state for the metadata endpoint.
+type Status struct {
+	Leader    string        `json:"leader"`
+	Connected bool          `json:"connected"`
+	Lease     bool          `json:"lease"`
+	LeaseLeft time.Duration `json:"leaseLeftNanos"`
+	LastError string        `json:"lastError,omitempty"`
+}
+
+// Status reports the client's state.
+func (c *Client) Status() Status {
+	valid, left := c.Lease()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{Leader: c.leader, Connected: c.connected, Lease: valid, LeaseLeft: left, LastError: c.lastErr}
+}
+
+// Run keeps a stream to the leader until ctx is done, moving to the leader a
+// follower names and probing every node when the leader stops answering.
+func (c *Client) Run(ctx context.Context) error {
+	if len(c.cfg.Addrs) == 0 {
+		return errors.New("placementclient: no placement addresses")
+	}
+	next := 0
+	var hint string
+	waiting := false
+	for ctx.Err() == nil {
+		addr := hint
+		if addr == "" {
+			addr = c.cfg.Addrs[next%len(c.cfg.Addrs)]
+			next++
+		}
+		hint = ""
+		redirect, err := c.session(ctx, addr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if redirect != "" {
+			hint = redirect
+			continue
+		}
+		c.mu.Lock()
+		c.lastErr = fmt.Sprintf("%s: %v", addr, err)
+		c.mu.Unlock()
+		if !waiting {
+			c.log.Warn("placement unreachable; waiting for it (no turns start without a lease)", "addr", addr, "err", err)
+			waiting = true
+		} else {
+			c.log.Debug("placement node did not serve", "addr", addr, "err", err)
+		}
+		if next%len(c.cfg.Addrs) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.cfg.HeartbeatInterval):
+			}
+		}
+	}
+	return nil
+}
+
+// session runs one stream to addr. It returns the leader's address when addr
+// is a follower that knows it.
+func (c *Client) session(ctx context.Context, addr string) (redirect string, err error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", fmt.Errorf("dialing: %w", err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewPlacementClient(conn).Connect(sctx)
+	if err != nil {
+		return "", fmt.Errorf("opening the stream: %w", err)
+	}
+	var sendMu sync.Mutex
+	send := func(m *pb.SiloMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	if err := send(c.heartbeat()); err != nil {
+		return "", fmt.Errorf("sending: %w", err)
+	}
+	phases := make(chan *pb.RoundPhase, 64)
+	phaseDone := make(chan struct{})
+	defer func() {
+		cancel()
+		close(phases)
+		<-phaseDone
+	}()
+	go c.applyPhases(sctx, phases, send, phaseDone)
+
+	recvErr := make(chan error, 1)
+	first := make(chan struct{})
+	var redirectTo string
+	go func() {
+		once := sync.OnceFunc(func() { close(first) })
+		defer once()
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			if nl, ok := msg.Msg.(*pb.PlacementMessage_NotLeader); ok {
+				// Written before first is closed (deferred), so the
+				// session reads it safely after either channel.
+				redirectTo = nl.NotLeader.GetLeaderAddr()
+				recvErr <- errNotLeader
+				return
+			}
+			once()
+			switch m := msg.Msg.(type) {
+			case *pb.PlacementMessage_Ack:
+				c.acked(m.Ack.GetSeq())
+			case *pb.PlacementMessage_Phase:
+				select {
+				case phases <- m.Phase:
+				case <-sctx.Done():
+					recvErr <- sctx.Err()
+					return
+				}
+			case *pb.PlacementMessage_Removed:
+				c.log.Error("placement removed this silo from the cluster", "reason", m.Removed.GetReason())
+				c.cfg.Handler.Removed(m.Removed.GetReason())
+			case *pb.PlacementMessage_Rejected:
+				c.log.Error("placement rejected this silo", "reason", m.Rejected.GetReason())
+				c.cfg.Handler.Rejected(m.Rejected.GetReason())
+			}
+		}
+	}()
+
+	select {
+	case <-first:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	// A stream that ended at once (a follower's NotLeader) has already
+	// reported why: the error is sent before first is closed.
+	select {
+	case err := <-recvErr:
+		if errors.Is(err, errNotLeader) {
+			return redirectTo, nil
+		}
+		return "", err
+	default:
+	}
+	c.mu.Lock()
+	c.leader, c.connected, c.lastErr = addr, true, ""
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.connected = false
+		c.mu.Unlock()
+		c.cfg.Handler.LeaderLost()
+	}()
+	c.log.Info("connected to the placement leader", "addr", addr)
+
+	tick := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case err := <-recvErr:
+			if errors.Is(err, errNotLeader) {
+				return redirectTo, nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the leader closed the stream")
+			}
+			return "", err
+		case r := <-c.refusals:
+			if err := send(&pb.SiloMessage{Msg: &pb.SiloMessage_ClaimRefused{ClaimRefused: r}}); err != nil {
+				return "", err
+			}
+		case <-tick.C:
+			if c.missedAcks() > 2 {
+				return "", errors.New("two heartbeats went unacknowledged; looking for the leader")
+			}
+			if err := send(c.heartbeat()); err != nil {
+				return "", fmt.Errorf("sending: %w", err)
+			}
+		}
+	}
+}
+
+var errNotLeader = errors.New("not the leader")
+
+func (c *Client) applyPhases(ctx context.Context, phases <-chan *pb.RoundPhase, send func(*pb.SiloMessage) error, done chan<- struct{}) {
+	defer close(done)
+	var last *table.Table
+	for rp := range phases {
+		if ctx.Err() != nil {
+			continue // drain
+		}
+		p, err := wire.PhaseFromProto(rp.GetPhase())
+		if err != nil {
+			c.log.Warn("placement sent a bad round phase", "err", err)
+			continue
+		}
+		// The three phases of a round carry one table: convert it once.
+		pt := rp.GetTable()
+		if last == nil || last.Version != pt.GetVersion() || last.ClusterID != pt.GetClusterId() {
+			t, err := wire.TableFromProto(pt, c.cfg.Points)
+			if err != nil {
+				c.log.Warn("placement sent a bad table", "err", err)
+				continue
+			}
+			last = t
+		}
+		t := last
+		if err := c.cfg.Handler.Phase(ctx, rp.GetRound(), p, t); err != nil {
+			c.log.Warn("applying a round phase failed; not acknowledging it", "round", rp.GetRound(), "phase", p, "err", err)
+			continue
+		}
+		_ = send(&pb.SiloMessage{Msg: &pb.SiloMessage_PhaseAck{PhaseAck: &pb.PhaseAck{
+			Round: rp.GetRound(), Phase: rp.GetPhase(), TableVersion: t.Version}}})
+	}
+}
+
+func (c *Client) heartbeat() *pb.SiloMessage {
+	m := c.cfg.Member()
+	var load int64
+	if c.cfg.Load != nil {
+		load = c.cfg.Load()
+	}
+	var tv uint64
+	if c.cfg.TableVersion != nil {
+		tv = c.cfg.TableVersion()
+	}
+	c.mu.Lock()
+	c.seq++
+	seq := c.seq
+	now := c.cfg.Now()
+	c.sent[seq] = now
+	// Keep the send times of the heartbeats that may still be acknowledged.
+	delete(c.sent, seq-64)
+	c.mu.Unlock()
+	return &pb.SiloMessage{Msg: &pb.SiloMessage_Heartbeat{Heartbeat: &pb.Heartbeat{
+		Member: wire.MemberToProto(m), Seq: seq, ProtocolVersion: membership.ProtocolVersion,
+		TableVersion: tv, Load: load, SentNanos: int64(now)}}}
+}
+
+func (c *Client) acked(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sentAt, ok := c.sent[seq]
+	if !ok {
+		return
+	}
+	if seq > c.lastAck {
+		c.lastAck = seq
+	}
+	if until := sentAt + c.cfg.LeasePeriod; until > c.leaseUntil {
+		c.leaseUntil = until
+	}
+}
+
+func (c *Client) missedAcks() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq - c.lastAck
+}
