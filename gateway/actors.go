@@ -26,52 +26,106 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 		return e
 	}
 	id := actor.ID{Type: rest[0], ID: rest[1]}
-	kind, tail := rest[2], rest[3:]
+	call, e := s.actorCall(ctx, method, rest[2], rest[3:])
+	if e != nil {
+		return e
+	}
+	// Bad requests are answered here; a well-formed call runs where its
+	// actor lives.
+	return s.routeActor(ctx, id, call)
+}
+
+// actorOp is one kind of actor call.
+type actorOp uint8
+
+const (
+	opInvoke actorOp = iota + 1
+	opTransact
+	opGetState
+	opCreateReminder
+	opGetReminder
+	opDeleteReminder
+	opCreateTimer
+	opDeleteTimer
+)
+
+// actorCallOf is a checked actor call: its kind and its one argument (the
+// method, state key, reminder or timer name).
+type actorCallOf struct {
+	op  actorOp
+	arg string
+}
+
+// run serves the call on this silo.
+func (s *Server) run(ctx *fasthttp.RequestCtx, id actor.ID, c actorCallOf) *apiError {
+	switch c.op {
+	case opInvoke:
+		return s.invoke(ctx, id, c.arg)
+	case opTransact:
+		return s.transact(ctx, id)
+	case opGetState:
+		return s.getState(ctx, id, c.arg)
+	case opCreateReminder:
+		return s.createReminder(ctx, id, c.arg)
+	case opGetReminder:
+		return s.getReminder(ctx, id, c.arg)
+	case opDeleteReminder:
+		return s.deleteReminder(ctx, id, c.arg)
+	case opCreateTimer:
+		return s.createTimer(ctx, id, c.arg)
+	case opDeleteTimer:
+		return s.deleteTimer(ctx, id, c.arg)
+	}
+	return newError(http.StatusNotFound, codeNotFound, "no route for this actor call")
+}
+
+// actorCall checks an actor call's route and says which call it is.
+func (s *Server) actorCall(ctx *fasthttp.RequestCtx, method string, kind string, tail []string) (actorCallOf, *apiError) {
 	switch {
 	case kind == "method" && len(tail) == 1:
 		if e := onlyMethods(method, "GET", "POST", "PUT", "DELETE"); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
 		if e := validName("method", tail[0]); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
-		return s.invoke(ctx, id, tail[0])
+		return actorCallOf{opInvoke, tail[0]}, nil
 	case kind == "state" && len(tail) == 0:
 		if e := onlyMethods(method, "POST", "PUT"); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
-		return s.transact(ctx, id)
+		return actorCallOf{op: opTransact}, nil
 	case kind == "state" && len(tail) >= 1:
 		if e := onlyMethods(method, "GET"); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
-		return s.getState(ctx, id, joinPath(tail))
+		return actorCallOf{opGetState, joinPath(tail)}, nil
 	case kind == "reminders" && len(tail) == 1:
 		if e := validName("reminder name", tail[0]); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
 		switch method {
 		case "POST", "PUT":
-			return s.createReminder(ctx, id, tail[0])
+			return actorCallOf{opCreateReminder, tail[0]}, nil
 		case "GET":
-			return s.getReminder(ctx, id, tail[0])
+			return actorCallOf{opGetReminder, tail[0]}, nil
 		case "DELETE":
-			return s.deleteReminder(ctx, id, tail[0])
+			return actorCallOf{opDeleteReminder, tail[0]}, nil
 		}
-		return notAllowed(method, "GET", "POST", "PUT", "DELETE")
+		return actorCallOf{}, notAllowed(method, "GET", "POST", "PUT", "DELETE")
 	case kind == "timers" && len(tail) == 1:
 		if e := validName("timer name", tail[0]); e != nil {
-			return e
+			return actorCallOf{}, e
 		}
 		switch method {
 		case "POST", "PUT":
-			return s.createTimer(ctx, id, tail[0])
+			return actorCallOf{opCreateTimer, tail[0]}, nil
 		case "DELETE":
-			return s.deleteTimer(ctx, id, tail[0])
+			return actorCallOf{opDeleteTimer, tail[0]}, nil
 		}
-		return notAllowed(method, "POST", "PUT", "DELETE")
+		return actorCallOf{}, notAllowed(method, "POST", "PUT", "DELETE")
 	}
-	return newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
+	return actorCallOf{}, newError(http.StatusNotFound, codeNotFound, fmt.Sprintf("no route for %s %s", method, ctx.URI().PathOriginal()))
 }
 
 var (

@@ -45,6 +45,8 @@ type apiError struct {
 	code    string
 	message string
 	allow   string // the Allow header of a 405
+	// cause is the error the silo returned, when there was one.
+	cause error
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -81,6 +83,14 @@ func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 // runtimeError maps an error from the silo to the protocol's status and code;
 // fallback is the code for failures no other row covers.
 func runtimeError(err error, fallback string) *apiError {
+	e := runtimeErrorOf(err, fallback)
+	if e.cause == nil {
+		e.cause = err
+	}
+	return e
+}
+
+func runtimeErrorOf(err error, fallback string) *apiError {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):

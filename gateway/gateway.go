@@ -50,6 +50,9 @@ type Config struct {
 	ReadTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, routes each actor call to the silo that owns the
+	// actor (see route.go); nil serves every call on this silo.
+	Cluster Cluster
 }
 
 // MaxURILength bounds a request's URI, its path and query string together.
@@ -86,6 +89,11 @@ type Server struct {
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{} // open connections accepted by Serve
+
+	cluster Cluster
+	// forwardSlack is how long past the routing window a forwarded call
+	// may run at its owner (the owner's turn itself).
+	forwardSlack time.Duration
 }
 
 // New returns a server for backend.
@@ -99,7 +107,8 @@ func New(backend Backend, cfg Config) *Server {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 5 * time.Minute
 	}
-	s := &Server{backend: backend, cfg: cfg, log: cfg.Logger, token: []byte(cfg.APIToken), conns: map[*conn]struct{}{}}
+	s := &Server{backend: backend, cfg: cfg, log: cfg.Logger, token: []byte(cfg.APIToken), conns: map[*conn]struct{}{},
+		cluster: cfg.Cluster, forwardSlack: forwardSlack}
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.handleParseError,
