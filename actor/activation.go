@@ -20,8 +20,9 @@ const (
 	dead
 )
 
-// activation is one live actor on this silo: its instance, the fencing token
-// it holds, and the turn queue that serialises everything the actor does.
+// activation is one live actor on this silo: its instance, the claim of its
+// shard it was created under, and the turn queue that serialises everything
+// the actor does.
 type activation struct {
 	id  ID
 	reg *registration // the registration it was created under
@@ -30,7 +31,8 @@ type activation struct {
 	ready chan struct{}
 	err   error
 	inst  Instance
-	token uint64 // the fencing token its writes carry
+	claim statestore.Claim       // the claim it was created under; fixed
+	fence *statestore.FenceCheck // what its writes require: claim held by its shard's fence
 
 	mu      sync.Mutex
 	life    lifecycle
@@ -111,8 +113,8 @@ func (rt *Runtime) activation(reg *registration, id ID, existingOnly bool) (*act
 	return a, nil
 }
 
-// activate fences and creates the actor's instance; on failure it removes the
-// activation so the next call tries again.
+// activate gets the claim of the actor's shard and creates the actor's
+// instance; on failure it removes the activation so the next call tries again.
 func (rt *Runtime) activate(a *activation, sh *shard) {
 	ctx, cancel := context.WithTimeout(context.Background(), rt.activationTimeout)
 	defer cancel()
@@ -143,19 +145,19 @@ func (rt *Runtime) activate(a *activation, sh *shard) {
 	close(a.ready)
 }
 
+// activateInstance creates the instance only once the placement granted a
+// claim, so nothing of the actor is loaded by a silo that may not serve it.
 func (rt *Runtime) activateInstance(ctx context.Context, a *activation) error {
-	version, owned := rt.placement.Owns(a.id)
-	if !owned {
-		return fmt.Errorf("actor %s: %w", a.id, ErrNotOwner)
+	claim, err := rt.placement.Claim(ctx, a.id)
+	if err != nil {
+		return fmt.Errorf("actor %s: %w", a.id, err)
 	}
-	if err := rt.store.Fence(ctx, statestore.FenceKey(a.id.Type, a.id.ID), version); err != nil {
-		if errors.Is(err, statestore.ErrFenced) {
-			return fmt.Errorf("actor %s: %w: %v", a.id, ErrFenced, err)
-		}
-		return fmt.Errorf("actor %s: activating: %w", a.id, err)
+	a.claim = claim
+	a.fence = &statestore.FenceCheck{
+		Key:    statestore.ShardFenceKey(a.id.Type, statestore.ShardOf(a.id.Type, a.id.ID)),
+		Record: claim.HeldRecord(),
 	}
-	a.token = version
-	inst, err := a.reg.typ.Activate(ctx, a.id)
+	inst, err := a.reg.typ.Activate(ctx, a.id, claim)
 	if err != nil {
 		return fmt.Errorf("actor %s: activating: %w", a.id, err)
 	}

@@ -1,7 +1,7 @@
 // Package actor is Granary's actor runtime: it activates virtual actors on first
 // call, runs their turns one at a time in arrival order, allows reentrancy only
 // along one call chain, fires timers as turns, deactivates idle actors, fences
-// every activation in the state store, and drains on shutdown.
+// every state write with the claim of the actor's shard, and drains on shutdown.
 //
 // Actor types come in two kinds behind one interface (Type): HTTP-callback types
 // served by an app (package actor/callback) and native Go types (NativeType).
@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/granaryhq/granary/statestore"
 )
 
 // ID names one virtual actor.
@@ -24,9 +26,11 @@ func (id ID) String() string { return id.Type + "/" + id.ID }
 
 // Type activates the actors of one actor type.
 type Type interface {
-	// Activate creates the instance for id. The runtime calls it once per
-	// activation, before the first turn.
-	Activate(ctx context.Context, id ID) (Instance, error)
+	// Activate creates the instance for id, running under claim (the claim of
+	// id's shard the activation was created under; it stays the same for the
+	// activation's life). The runtime calls it once per activation, before
+	// the first turn, and only after the claim was granted.
+	Activate(ctx context.Context, id ID, claim statestore.Claim) (Instance, error)
 }
 
 // CallAborter is an optional capability of a Type whose calls do not end
@@ -155,20 +159,17 @@ func DefaultTypeConfig() TypeConfig {
 	}
 }
 
-// Placement tells the runtime whether this silo may host an actor now. Ownership
-// is checked on every call and every activation.
+// Placement tells the runtime under which claim this silo may serve an actor
+// now. It is asked at every activation, as every turn starts and before every
+// state write.
 type Placement interface {
-	// Owns reports whether this silo owns id under the current placement table,
-	// and that table's version, which fences the actor's activation.
-	Owns(id ID) (version uint64, owned bool)
+	// Claim returns the claim under which this silo may run id's turns now, or an error
+	// wrapping ErrNotOwner when it may not (another silo owns the shard, the shard is
+	// being handed over, the claim was refused, or the silo's lease lapsed). It is called as
+	// every turn starts and before every write, so it must not do I/O once the shard is claimed.
+	// Other errors (the store failed while claiming) mean it cannot tell now.
+	Claim(ctx context.Context, id ID) (statestore.Claim, error)
 }
-
-// SingleSilo is the placement of a one-silo cluster: it owns every actor at
-// table version 1.
-type SingleSilo struct{}
-
-// Owns always reports ownership at version 1.
-func (SingleSilo) Owns(ID) (uint64, bool) { return 1, true }
 
 // Errors returned by the runtime. Callers use errors.Is.
 var (
@@ -188,8 +189,9 @@ var (
 	ErrNotActive = errors.New("actor is not active")
 	// ErrNotOwner: this silo does not own the actor under its placement table.
 	ErrNotOwner = errors.New("this silo does not own the actor")
-	// ErrFenced: a newer activation of the actor exists; this one may not commit.
-	ErrFenced = errors.New("actor activation is fenced by a newer activation")
+	// ErrFenced: the claim the activation was created under no longer holds
+	// its shard's fence; it may not commit and is deactivated.
+	ErrFenced = errors.New("actor activation is fenced: its shard is claimed by another")
 )
 
 // TypeError names the actor type an error is about.

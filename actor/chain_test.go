@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/statestore"
 )
 
 // scriptedType is a non-native type (like an app's) whose method calls run a
@@ -22,7 +23,7 @@ type scriptedType struct {
 	invoke func(ctx context.Context, id actor.ID, req *actor.Request) error
 }
 
-func (s *scriptedType) Activate(_ context.Context, id actor.ID) (actor.Instance, error) {
+func (s *scriptedType) Activate(_ context.Context, id actor.ID, _ statestore.Claim) (actor.Instance, error) {
 	return &scriptedInstance{t: s, id: id}, nil
 }
 

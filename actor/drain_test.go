@@ -108,9 +108,7 @@ func TestCloseWaitsForFencedDeactivation(t *testing.T) {
 		if _, err := call(rt, context.Background(), "T", "a", "m", ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Fence(context.Background(), statestore.FenceKey("T", "a"), 9); err != nil {
-			t.Fatal(err)
-		}
+		takeShard(t, store, id)
 		err = rt.Transact(context.Background(), id, []statestore.Op{{Kind: statestore.Put, Key: "k", Value: []byte("1")}})
 		if !errors.Is(err, actor.ErrFenced) {
 			t.Fatalf("transact: %v, want ErrFenced", err)

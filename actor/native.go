@@ -53,7 +53,8 @@ func (s *Self) GetState(ctx context.Context, key string) (value []byte, ok bool,
 	return item.Value, true, nil
 }
 
-// Transact commits state operations atomically, fenced by the activation.
+// Transact commits state operations atomically, fenced by the claim the
+// activation was created under.
 func (s *Self) Transact(ctx context.Context, ops ...statestore.Op) error {
 	return s.rt.Transact(ctx, s.id, ops)
 }
@@ -83,7 +84,7 @@ type nativeType struct {
 	rt       *Runtime
 }
 
-func (t *nativeType) Activate(ctx context.Context, id ID) (Instance, error) {
+func (t *nativeType) Activate(_ context.Context, id ID, _ statestore.Claim) (Instance, error) {
 	if t.rt == nil {
 		return nil, fmt.Errorf("native type %s is not registered with a runtime", id.Type)
 	}

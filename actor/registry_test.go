@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/statestore"
 )
 
 // A call queued behind a turn while its type is unregistered must not bring
@@ -151,7 +152,9 @@ func TestRegisterTypesInOneStep(t *testing.T) {
 // nopType is a non-native type (like an app's): its calls carry no call chain.
 type nopType struct{}
 
-func (nopType) Activate(context.Context, actor.ID) (actor.Instance, error) { return nopInstance{}, nil }
+func (nopType) Activate(context.Context, actor.ID, statestore.Claim) (actor.Instance, error) {
+	return nopInstance{}, nil
+}
 
 type nopInstance struct{}
 

@@ -14,9 +14,14 @@ import (
 
 // Config configures a Runtime.
 type Config struct {
-	// Store keeps actor state and fences. Required.
+	// Store keeps actor state and shard fences. Required.
 	Store statestore.Store
-	// Placement decides ownership; nil means SingleSilo.
+	// Placement grants the claims turns and writes run under. Nil means a
+	// SingleSilo claiming every shard at version 1 of cluster "local" with a
+	// fresh incarnation: enough for one runtime on a store. A runtime that
+	// starts again on the store of an earlier one (same cluster) needs a
+	// higher version, so give it a SingleSilo of its own (see
+	// statestore.NextVersion).
 	Placement Placement
 	// Clock drives timers and idle collection; nil means clock.Real.
 	Clock clock.Clock
@@ -24,7 +29,7 @@ type Config struct {
 	Logger *slog.Logger
 	// TurnWait bounds how long a call waits for an actor's turn (default 60s).
 	TurnWait time.Duration
-	// ActivationTimeout bounds fencing and creating an activation (default 10s).
+	// ActivationTimeout bounds claiming and creating an activation (default 10s).
 	ActivationTimeout time.Duration
 	// DeactivationTimeout bounds telling one actor it is deactivated (default
 	// 10s); at shutdown it bounds telling all of them.
@@ -85,14 +90,14 @@ func New(cfg Config) (*Runtime, error) {
 		drained:             make(chan struct{}, 1),
 		abort:               make(chan struct{}),
 	}
-	if rt.placement == nil {
-		rt.placement = SingleSilo{}
-	}
 	if rt.clock == nil {
 		rt.clock = clock.Real
 	}
 	if rt.log == nil {
 		rt.log = slog.Default()
+	}
+	if rt.placement == nil {
+		rt.placement = NewSingleSilo(cfg.Store, statestore.Claim{Cluster: "local", Version: 1, Silo: "local", Incarnation: NewIncarnation()}, rt.log)
 	}
 	if rt.turnWait <= 0 {
 		rt.turnWait = 60 * time.Second
@@ -143,6 +148,9 @@ func (rt *Runtime) Remind(ctx context.Context, id ID, call *ReminderCall) (cance
 	})
 	return cancel, err
 }
+
+// Placement is the placement the runtime asks for claims.
+func (rt *Runtime) Placement() Placement { return rt.placement }
 
 // enter counts a call into the runtime; false once the runtime is closed.
 func (rt *Runtime) enter() bool {

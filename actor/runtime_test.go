@@ -574,19 +574,41 @@ func TestStateTransactRequiresActivationAndIsFenced(t *testing.T) {
 	if err != nil || string(item.Value) != "1" {
 		t.Fatalf("get: %q, %v", item.Value, err)
 	}
-	// A newer activation elsewhere claims the fence: this one can no longer commit
-	// and deactivates itself.
-	if err := store.Fence(context.Background(), statestore.FenceKey("T", "a"), 7); err != nil {
-		t.Fatal(err)
-	}
+	// Another silo claims the actor's shard: this activation can no longer
+	// commit, and deactivates itself.
+	takeShard(t, store, id)
 	if err := put(); !errors.Is(err, actor.ErrFenced) {
 		t.Fatalf("stale activation committed: %v", err)
 	}
 	waitFor(t, func() bool { return !rt.IsActive(id) })
-	// Reactivating at the old table version is refused too.
-	if _, err := call(rt, context.Background(), "T", "a", "echo", ""); !errors.Is(err, actor.ErrFenced) {
-		t.Fatalf("activation below the fence: %v", err)
+	if got := string(mustState(t, rt, id, "k")); got != "1" {
+		t.Fatalf("state after the refused write = %q, want the earlier 1", got)
 	}
+	// An activation made again under the silo's old claim cannot commit either.
+	call(rt, context.Background(), "T", "a", "echo", "")
+	if err := put(); !errors.Is(err, actor.ErrFenced) {
+		t.Fatalf("activation under the lost claim committed: %v", err)
+	}
+}
+
+// takeShard has another silo process of the default placement's cluster
+// claim id's shard at a newer version.
+func takeShard(t testing.TB, store statestore.Store, id actor.ID) {
+	t.Helper()
+	key := statestore.ShardFenceKey(id.Type, statestore.ShardOf(id.Type, id.ID))
+	other := statestore.Claim{Cluster: "local", Version: 99, Silo: "other", Incarnation: "x"}
+	if err := statestore.ClaimShard(context.Background(), store, key, other, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustState(t testing.TB, rt *actor.Runtime, id actor.ID, key string) []byte {
+	t.Helper()
+	item, err := rt.GetState(context.Background(), id, key)
+	if err != nil {
+		t.Fatalf("GetState(%s, %q): %v", id, key, err)
+	}
+	return item.Value
 }
 
 func TestUnregisterDeactivates(t *testing.T) {
@@ -636,10 +658,27 @@ func TestManyActorsConcurrently(t *testing.T) {
 	}
 }
 
-// movablePlacement owns every actor until moved away.
-type movablePlacement struct{ away atomic.Bool }
+// movablePlacement owns every actor, under the claim it is given (by default
+// claimOne), until moved away. It claims nothing in the store: tests that
+// write claim the shards themselves.
+type movablePlacement struct {
+	away  atomic.Bool
+	claim atomic.Pointer[statestore.Claim]
+	asked atomic.Int64 // Claim calls
+}
 
-func (p *movablePlacement) Owns(actor.ID) (uint64, bool) { return 1, !p.away.Load() }
+var claimOne = statestore.Claim{Cluster: "test", Version: 1, Silo: "s1", Incarnation: "i1"}
+
+func (p *movablePlacement) Claim(context.Context, actor.ID) (statestore.Claim, error) {
+	p.asked.Add(1)
+	if p.away.Load() {
+		return statestore.Claim{}, fmt.Errorf("moved to another silo: %w", actor.ErrNotOwner)
+	}
+	if c := p.claim.Load(); c != nil {
+		return *c, nil
+	}
+	return claimOne, nil
+}
 
 func TestOwnershipIsCheckedOnEveryTurn(t *testing.T) {
 	p := &movablePlacement{}
@@ -659,6 +698,12 @@ func TestOwnershipIsCheckedOnEveryTurn(t *testing.T) {
 	}
 	if _, err := call(rt, context.Background(), "T", "b", "echo", ""); !errors.Is(err, actor.ErrNotOwner) {
 		t.Fatalf("activation of an actor owned elsewhere: %v, want ErrNotOwner", err)
+	}
+	rec.mu.Lock()
+	created := rec.activations["b"]
+	rec.mu.Unlock()
+	if created != 0 {
+		t.Fatalf("an actor owned elsewhere was activated %d times: its instance exists before its claim", created)
 	}
 	p.away.Store(false)
 	if _, err := call(rt, context.Background(), "T", "a", "echo", ""); err != nil {

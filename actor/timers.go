@@ -58,8 +58,16 @@ func (rt *Runtime) CreateTimer(ctx context.Context, id ID, spec TimerSpec) error
 		if err != nil {
 			return err
 		}
-		if _, owned := rt.placement.Owns(id); !owned {
-			return fmt.Errorf("actor %s: %w", id, ErrNotOwner)
+		claim, err := rt.placement.Claim(ctx, id)
+		if err != nil {
+			return fmt.Errorf("actor %s: %w", id, err)
+		}
+		if claim != a.claim {
+			// Created under an older claim of its shard: it is recycled,
+			// not given timers. (Waiting for a fresh activation here could
+			// wait for a turn that is itself creating this timer.)
+			rt.recycle(a, "its shard was claimed again")
+			return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) since the activation of claim %s", id, ErrFenced, claim, a.claim)
 		}
 		t := &actorTimer{spec: spec, a: a, rt: rt}
 		a.mu.Lock()

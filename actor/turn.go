@@ -15,6 +15,15 @@ type goneError struct{ gone <-chan struct{} }
 
 func (goneError) Error() string { return "actor activation ended" }
 
+// claimChangedError tells the caller that the activation's shard was claimed
+// again since it was created: the activation is being recycled, and the
+// caller waits on the channel and retries on a fresh one.
+type claimChangedError struct{ gone <-chan struct{} }
+
+func (claimChangedError) Error() string {
+	return "actor activation recycled: its shard was claimed again"
+}
+
 // errActivationEnded: a turn was asked of one activation (a timer's), which
 // has ended.
 var errActivationEnded = errors.New("actor activation ended")
@@ -71,7 +80,16 @@ func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
 		if err != nil {
 			return err
 		}
-		return rt.startTurn(ctx, a, chain, fn)
+		err = rt.startTurn(ctx, a, chain, fn)
+		if c, ok := errors.AsType[claimChangedError](err); ok {
+			select {
+			case <-c.gone:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return err
 	}
 }
 
@@ -97,18 +115,39 @@ func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
 		}
 		return err
 	}
-	return rt.startTurn(ctx, a, chain, fn)
+	err := rt.startTurn(ctx, a, chain, fn)
+	if _, recycled := errors.AsType[claimChangedError](err); recycled {
+		return errActivationEnded
+	}
+	return err
 }
 
 // startTurn runs fn on a, whose turn the caller holds, and releases the turn.
-// Ownership is checked when the turn starts, not only at activation: the
+// The claim is checked when the turn starts, not only at activation: the
 // placement may have moved the actor while the activation lived or while the
-// call waited. The turn's context is cancelled if the type's drain timeout
+// call waited, and an activation created under an older claim of its shard is
+// recycled rather than run on stale state (claimChangedError; a reentrant
+// call inside its turn gets ErrFenced instead, since the recycling waits for
+// that turn). The turn's context is cancelled if the type's drain timeout
 // passes while it runs.
 func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, fn turnFunc) error {
-	if _, owned := rt.placement.Owns(a.id); !owned {
+	claim, err := rt.placement.Claim(ctx, a.id)
+	if err != nil {
 		a.release(rt)
-		return fmt.Errorf("actor %s: %w", a.id, ErrNotOwner)
+		return fmt.Errorf("actor %s: %w", a.id, err)
+	}
+	if claim != a.claim {
+		a.mu.Lock()
+		nested := a.turns.depth > 1
+		gone := a.goneLocked()
+		a.mu.Unlock()
+		a.release(rt)
+		rt.log.Info("actor activation recycled: its shard was claimed again", "actor", a.id.String(), "was", a.claim.String(), "now", claim.String())
+		rt.recycle(a, "its shard was claimed again")
+		if nested {
+			return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) during the turn of claim %s", a.id, ErrFenced, claim, a.claim)
+		}
+		return claimChangedError{gone}
 	}
 	outermost := rt.invariantTurnStarted(a)
 	// A native turn runs under a context of its own, cancelled if the drain
@@ -127,7 +166,7 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		a.mu.Unlock()
 	}
 
-	err := fn(tctx, a, chain)
+	err = fn(tctx, a, chain)
 
 	aborted := a.reg.aborted.Load()
 	if level != nil {

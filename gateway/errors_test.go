@@ -45,7 +45,7 @@ func TestErrorTable(t *testing.T) {
 		{"closed", actor.ErrClosed, 503, "ERR_ACTOR_RUNTIME_CLOSED"},
 		{"closed wrapped", fmt.Errorf("actor T/1: %w", actor.ErrClosed), 503, "ERR_ACTOR_RUNTIME_CLOSED"},
 		{"type unavailable", &actor.TypeError{Type: "T", Err: actor.ErrTypeUnavailable, Reason: "app unhealthy"}, 503, "ERR_ACTOR_RUNTIME_CLOSED"},
-		{"fenced", fmt.Errorf("actor T/1: %w: %v", actor.ErrFenced, &statestore.FencedError{Key: "f", Token: 1, Current: 2}), 503, "ERR_ACTOR_RUNTIME_CLOSED"},
+		{"fenced", fmt.Errorf("actor T/1: %w: %v", actor.ErrFenced, &statestore.FencedError{Key: "f", Want: []byte("r1"), Found: []byte("r2")}), 503, "ERR_ACTOR_RUNTIME_CLOSED"},
 		{"type not hosted", &actor.TypeError{Type: "T", Err: actor.ErrTypeNotHosted}, 404, "ERR_ACTOR_NO_ADDRESS"},
 		{"not owner", fmt.Errorf("route: %w", actor.ErrNotOwner), 404, "ERR_ACTOR_NO_ADDRESS"},
 		{"stack depth", fmt.Errorf("actor T/1: %w", actor.ErrStackDepth), 500, "ERR_ACTOR_STACK_DEPTH"},

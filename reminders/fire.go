@@ -144,7 +144,8 @@ func (s *Service) fire(e *entry) *entry {
 	due, fired, dataKey := e.due, e.fired, e.dataKey
 	call := &actor.ReminderCall{Name: name, Data: e.data, DueTime: e.text.DueTime, Period: e.text.Period}
 	s.mu.Unlock()
-	if _, owned := s.cfg.Placement.Owns(id); !owned {
+	owned, err := s.owned(s.ctx, id)
+	if !owned && err == nil {
 		s.mu.Lock()
 		s.dropLocked(e)
 		next := s.handOnLocked(e)
@@ -152,11 +153,10 @@ func (s *Service) fire(e *entry) *entry {
 		return next
 	}
 	started := s.clock.Now()
-	var (
-		cancel bool
-		err    error
-	)
-	if dataKey {
+	var cancel bool
+	// A placement that cannot tell whether the silo owns the actor fails
+	// the fire, which is retried like a failed delivery.
+	if err == nil && dataKey {
 		call.Data, err = s.readData(e, id, name)
 		if errors.Is(err, errGone) {
 			s.mu.Lock()

@@ -110,8 +110,8 @@ func (s *Service) flushTogether(ctx context.Context, m statestore.MultiTransacto
 			if p == nil {
 				continue
 			}
-			if p.tokenErr != nil {
-				if err := s.settle(p, batch, p.tokenErr); err != nil {
+			if p.fenceErr != nil {
+				if err := s.settle(p, batch, p.fenceErr); err != nil {
 					report(err)
 				}
 				continue
@@ -137,7 +137,7 @@ type pendingWrites struct {
 	puts     []*entry // the entries it stores
 	moved    []*entry // those whose inline data it moves to their data key
 	txn      statestore.Txn
-	tokenErr error // no fencing token could be had
+	fenceErr error // no claim could be had to fence the writes with
 }
 
 // prepare builds the transaction for the pending records of one actor that
@@ -186,18 +186,18 @@ func (s *Service) prepare(keys []string, batch map[string]pendingWrite) (*pendin
 	if len(p.keys) == 0 {
 		return nil, nil
 	}
-	tok, err := s.token(p.id)
+	fence, err := s.fence(s.ctx, p.id)
 	if err != nil {
-		p.tokenErr = err
+		p.fenceErr = err
 		return p, nil
 	}
-	p.txn.Fence = fenceOf(p.id, tok)
+	p.txn.Fence = fence
 	return p, nil
 }
 
 func (s *Service) commit(ctx context.Context, p *pendingWrites) error {
-	if p.tokenErr != nil {
-		return p.tokenErr
+	if p.fenceErr != nil {
+		return p.fenceErr
 	}
 	return s.store.Transact(ctx, p.txn)
 }

@@ -99,9 +99,23 @@ func (s *Service) forget(actorType string) {
 // and picks up the reminders of actors that moved here.
 func (s *Service) rebalance() {
 	s.mu.Lock()
-	dropped := 0
+	all := make([]*entry, 0, len(s.entries))
 	for _, e := range s.entries {
-		if _, owned := s.cfg.Placement.Owns(e.id()); !owned {
+		all = append(all, e)
+	}
+	s.mu.Unlock()
+	var lost []*entry
+	for _, e := range all {
+		// A shard the placement cannot tell about now keeps its
+		// reminders until it can.
+		if owned, err := s.owned(s.ctx, e.id()); !owned && err == nil {
+			lost = append(lost, e)
+		}
+	}
+	dropped := 0
+	s.mu.Lock()
+	for _, e := range lost {
+		if !e.gone {
 			s.dropLocked(e)
 			dropped++
 		}
@@ -229,7 +243,11 @@ func (s *Service) loadBucket(ctx context.Context, actorType string, bucket int, 
 				s.log.Error("unreadable reminder record skipped", "key", it.Key, "err", err)
 				continue
 			}
-			if _, owned := s.cfg.Placement.Owns(e.id()); !owned {
+			owned, err := s.owned(ctx, e.id())
+			if err != nil {
+				return loaded, overdue, fmt.Errorf("claiming the shard of %s: %w", e.id(), err)
+			}
+			if !owned {
 				continue
 			}
 			if belowMinimum(rec.Registered, rec.Period) {

@@ -38,7 +38,7 @@ type record struct {
 type entry struct {
 	key     string // statestore.ReminderKey
 	typeEnd uint16 // key[len("actor{"):typeEnd] is the actor type
-	idEnd   uint16 // key[typeEnd+1:idEnd] is the actor ID
+	idEnd   uint16 // key[typeEnd+len(shardTag):idEnd] is the actor ID
 	text    *scheduleText
 	data    json.RawMessage // nil when dataKey
 
@@ -79,7 +79,7 @@ func newEntry(key string, rec *record) (*entry, error) {
 	e := &entry{
 		key:     key,
 		typeEnd: uint16(typeEnd),
-		idEnd:   uint16(typeEnd + 1 + len(id)),
+		idEnd:   uint16(typeEnd + len(shardTag) + len(id)),
 		text:    internText(scheduleText{rec.DueTime, rec.Period, rec.TTL}),
 		data:    rec.Data,
 		dataKey: rec.DataKey,
@@ -94,8 +94,12 @@ func newEntry(key string, rec *record) (*entry, error) {
 	return e, nil
 }
 
+// shardTag is what a reminder key holds between the type and the ID:
+// "/sss}/" (see statestore.ReminderKey).
+const shardTag = "/sss}/"
+
 func (e *entry) id() actor.ID {
-	return actor.ID{Type: e.key[len("actor{"):e.typeEnd], ID: e.key[e.typeEnd+1 : e.idEnd]}
+	return actor.ID{Type: e.key[len("actor{"):e.typeEnd], ID: e.key[int(e.typeEnd)+len(shardTag) : e.idEnd]}
 }
 
 // dataKeyName is the key of the data e keeps apart (see dataKey).
@@ -106,7 +110,7 @@ func (e *entry) dataKeyName() string {
 
 func (e *entry) actorType() string { return e.key[len("actor{"):e.typeEnd] }
 
-func (e *entry) name() string { return e.key[int(e.idEnd)+len("}/reminder/"):] }
+func (e *entry) name() string { return e.key[int(e.idEnd)+len("/reminder/"):] }
 
 func (e *entry) record() record {
 	return record{

@@ -24,16 +24,19 @@ import (
 // Actors is the actor runtime as the service uses it; *actor.Runtime is one.
 type Actors interface {
 	Remind(ctx context.Context, id actor.ID, call *actor.ReminderCall) (cancel bool, err error)
-	ActivationToken(id actor.ID) (token uint64, active bool)
+	ActivationClaim(id actor.ID) (claim statestore.Claim, active bool)
 	Hosts(actorType string) bool
 	WatchTypes(w actor.TypeWatcher)
+	Placement() actor.Placement
 }
 
 // Config configures a Service. Store and Actors are required.
 type Config struct {
 	Store  statestore.Store
 	Actors Actors
-	// Placement decides which reminders this silo fires; nil means actor.SingleSilo.
+	// Placement decides which reminders this silo fires and grants the
+	// claims their writes are fenced with; nil means the runtime's
+	// (Actors.Placement), which it should be.
 	Placement actor.Placement
 	Clock     clock.Clock
 	Logger    *slog.Logger
@@ -86,7 +89,7 @@ type Fire struct {
 
 func (c *Config) setDefaults() {
 	if c.Placement == nil {
-		c.Placement = actor.SingleSilo{}
+		c.Placement = c.Actors.Placement()
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real
@@ -293,29 +296,44 @@ func (e *InputError) Error() string { return e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
 
 // checkActor refuses reminders on types this silo does not host and on
-// actors it does not own, and returns the fencing token for writes.
-func (s *Service) checkActor(id actor.ID) (uint64, error) {
+// actors it does not own, and returns the fence check for writes.
+func (s *Service) checkActor(ctx context.Context, id actor.ID) (*statestore.FenceCheck, error) {
 	if !s.actors.Hosts(id.Type) {
-		return 0, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted, Reason: "reminders need a hosted type"}
+		return nil, &actor.TypeError{Type: id.Type, Err: actor.ErrTypeNotHosted, Reason: "reminders need a hosted type"}
 	}
-	return s.token(id)
+	return s.fence(ctx, id)
 }
 
-// token is the fencing token for writes of the actor's records: its
-// activation's if it is active here, else the placement version.
-func (s *Service) token(id actor.ID) (uint64, error) {
-	if tok, active := s.actors.ActivationToken(id); active {
-		return tok, nil
+// fence is the fence check for writes of the actor's records: the claim of
+// its activation if it is active here (so that an activation of an older
+// claim cannot write past a newer one), else the placement's claim of its
+// shard. It fails with an error wrapping actor.ErrNotOwner when this silo
+// may not serve the actor.
+func (s *Service) fence(ctx context.Context, id actor.ID) (*statestore.FenceCheck, error) {
+	claim, active := s.actors.ActivationClaim(id)
+	if !active {
+		var err error
+		if claim, err = s.cfg.Placement.Claim(ctx, id); err != nil {
+			return nil, fmt.Errorf("actor %s: %w", id, err)
+		}
 	}
-	tok, owned := s.cfg.Placement.Owns(id)
-	if !owned {
-		return 0, fmt.Errorf("actor %s: %w", id, actor.ErrNotOwner)
-	}
-	return tok, nil
+	return &statestore.FenceCheck{
+		Key:    statestore.ShardFenceKey(id.Type, statestore.ShardOf(id.Type, id.ID)),
+		Record: claim.HeldRecord(),
+	}, nil
 }
 
-func fenceOf(id actor.ID, token uint64) *statestore.FenceCheck {
-	return &statestore.FenceCheck{Key: statestore.FenceKey(id.Type, id.ID), Token: token}
+// owned reports whether this silo may serve the actor now; err is set when
+// the placement cannot tell (a store failure while claiming).
+func (s *Service) owned(ctx context.Context, id actor.ID) (bool, error) {
+	_, err := s.cfg.Placement.Claim(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, actor.ErrNotOwner):
+		return false, nil
+	}
+	return false, err
 }
 
 func indexOf(id actor.ID) string {
@@ -348,7 +366,7 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 	if err != nil {
 		return &InputError{err}
 	}
-	tok, err := s.checkActor(id)
+	fence, err := s.checkActor(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -381,7 +399,7 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 	lk := s.writeLock(e.key)
 	lk.Lock()
 	defer lk.Unlock()
-	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: []statestore.Op{op, data}}); err != nil {
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fence, Ops: []statestore.Op{op, data}}); err != nil {
 		return storeError("storing", id, spec.Name, err)
 	}
 	s.mu.Lock()
@@ -468,7 +486,7 @@ var errDataMissing = errors.New("its data is missing from the store")
 
 // Delete removes a reminder; deleting an absent reminder succeeds.
 func (s *Service) Delete(ctx context.Context, id actor.ID, name string) error {
-	tok, err := s.checkActor(id)
+	fence, err := s.checkActor(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -480,7 +498,7 @@ func (s *Service) Delete(ctx context.Context, id actor.ID, name string) error {
 		{Kind: statestore.Delete, Key: key, Index: indexOf(id)},
 		{Kind: statestore.Delete, Key: statestore.ReminderDataKey(id.Type, id.ID, name)},
 	}
-	if err := s.store.Transact(ctx, statestore.Txn{Fence: fenceOf(id, tok), Ops: ops}); err != nil {
+	if err := s.store.Transact(ctx, statestore.Txn{Fence: fence, Ops: ops}); err != nil {
 		return storeError("deleting", id, name, err)
 	}
 	s.mu.Lock()

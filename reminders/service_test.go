@@ -104,7 +104,19 @@ type harness struct {
 // start runs a runtime hosting type "T" and a reminder service on store.
 func start(t *testing.T, store statestore.Store, p *pinger, cfg reminders.Config) *harness {
 	t.Helper()
-	return startPlaced(t, store, p, cfg, nil)
+	return startPlaced(t, store, p, cfg, singleSilo(t, store))
+}
+
+// singleSilo is the placement of one start of a test silo on store: a
+// SingleSilo whose version counts the starts on that store, as granary
+// dev's does, so that a restarted silo wins its predecessor's shards.
+func singleSilo(t *testing.T, store statestore.Store) *actor.SingleSilo {
+	t.Helper()
+	v, err := statestore.NextVersion(context.Background(), store, statestore.ClusterVersionKey("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return actor.NewSingleSilo(store, statestore.Claim{Cluster: "test", Version: v, Silo: "s", Incarnation: actor.NewIncarnation()}, quiet())
 }
 
 // startPlaced is start with a placement deciding which actors the silo owns.
@@ -510,10 +522,11 @@ func TestFencedWriteDropsTheReminder(t *testing.T) {
 		defer h.stop()
 		h.create("a", "tick", "1s", "1s", "")
 		sleep(1500 * time.Millisecond)
-		// Another silo took actor a over with a newer placement version.
-		if err := store.Fence(context.Background(), statestore.FenceKey("T", "a"), 99); err != nil {
-			t.Fatal(err)
+		// Another silo took actor a's shard over with a newer version.
+		if statestore.ShardOf("T", "a") == statestore.ShardOf("T", "b") {
+			t.Fatal("actors a and b share a shard; the test needs them apart")
 		}
+		takeShard(t, store, actor.ID{Type: "T", ID: "a"})
 		sleep(5 * time.Second)
 		if n := len(p.firesOf("a", "tick")); n > 2 {
 			t.Fatalf("fenced reminder went on firing: %d fires", n)
@@ -611,16 +624,43 @@ func (r *ring) set(version uint64, owner string) {
 	r.mu.Unlock()
 }
 
-// view is the ring as one silo sees it.
+// view is the ring as one silo sees it. It claims an actor's shard in the
+// store the first time it is asked for it at a version.
 type view struct {
-	r    *ring
-	self string
+	r     *ring
+	self  string
+	store statestore.Store
+
+	mu      sync.Mutex
+	claimed map[string]uint64 // fence key → version claimed at
 }
 
-func (v view) Owns(actor.ID) (uint64, bool) {
+func newView(r *ring, self string, store statestore.Store) *view {
+	return &view{r: r, self: self, store: store, claimed: map[string]uint64{}}
+}
+
+func (v *view) claimAt(version uint64) statestore.Claim {
+	return statestore.Claim{Cluster: "ring", Version: version, Silo: v.self, Incarnation: "1"}
+}
+
+func (v *view) Claim(ctx context.Context, id actor.ID) (statestore.Claim, error) {
 	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	return v.r.version, v.r.owner == v.self
+	version, owner := v.r.version, v.r.owner
+	v.r.mu.Unlock()
+	if owner != v.self {
+		return statestore.Claim{}, fmt.Errorf("owned by silo %s at version %d: %w", owner, version, actor.ErrNotOwner)
+	}
+	c := v.claimAt(version)
+	key := statestore.ShardFenceKey(id.Type, statestore.ShardOf(id.Type, id.ID))
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.claimed[key] != version {
+		if err := statestore.ClaimShard(ctx, v.store, key, c, false); err != nil {
+			return statestore.Claim{}, fmt.Errorf("%w: %w", actor.ErrNotOwner, err)
+		}
+		v.claimed[key] = version
+	}
+	return c, nil
 }
 
 func TestPlacementChangeMovesReminders(t *testing.T) {
@@ -629,9 +669,9 @@ func TestPlacementChangeMovesReminders(t *testing.T) {
 		defer store.Close()
 		r := &ring{version: 1, owner: "A"}
 		pa, pb := newPinger(), newPinger()
-		a := startPlaced(t, store, pa, reminders.Config{}, view{r, "A"})
+		a := startPlaced(t, store, pa, reminders.Config{}, newView(r, "A", store))
 		defer a.stop()
-		b := startPlaced(t, store, pb, reminders.Config{}, view{r, "B"})
+		b := startPlaced(t, store, pb, reminders.Config{}, newView(r, "B", store))
 		defer b.stop()
 		t0 := time.Now()
 		a.create("x", "tick", "1s", "1s", "")
@@ -663,10 +703,16 @@ func TestPlacementChangeMovesReminders(t *testing.T) {
 			t.Fatalf("fires: A %v, B %v; want A to stop after 2 and B to go on", pa.firesOf("x", "tick"), pb.firesOf("x", "tick"))
 		}
 		// A's runtime still believes in its old activation; its writes are
-		// refused now that B's activation holds a newer fence.
+		// refused now that B holds the shard's fence at a newer version.
+		if c, active := a.rt.ActivationClaim(actor.ID{Type: "T", ID: "x"}); active && c.Silo != "A" {
+			t.Fatalf("A's activation of x runs under %v", c)
+		}
 		err = a.store.Transact(context.Background(), statestore.Txn{
-			Fence: &statestore.FenceCheck{Key: statestore.FenceKey("T", "x"), Token: 1},
-			Ops:   []statestore.Op{{Kind: statestore.Put, Key: statestore.ReminderKey("T", "x", "tick"), Value: []byte("{}")}},
+			Fence: &statestore.FenceCheck{
+				Key:    statestore.ShardFenceKey("T", statestore.ShardOf("T", "x")),
+				Record: statestore.Claim{Cluster: "ring", Version: 1, Silo: "A", Incarnation: "1"}.HeldRecord(),
+			},
+			Ops: []statestore.Op{{Kind: statestore.Put, Key: statestore.ReminderKey("T", "x", "tick"), Value: []byte("{}")}},
 		})
 		if !errors.Is(err, statestore.ErrFenced) {
 			t.Fatalf("stale owner's write: %v, want ErrFenced", err)

@@ -110,7 +110,7 @@ func TestOnRealStores(t *testing.T) {
 
 func startReal(t *testing.T, store statestore.Store, p *pinger) *harness {
 	t.Helper()
-	rt, err := actor.New(actor.Config{Store: store, Logger: quiet()})
+	rt, err := actor.New(actor.Config{Store: store, Logger: quiet(), Placement: singleSilo(t, store)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,9 @@ type Config struct {
 	Reminders Reminders
 	// StoreName describes the state store in metadata, e.g. "bbolt".
 	StoreName string
+	// Claim is the claim a single silo serves every shard under (its
+	// actor.SingleSilo's), shown in metadata.
+	Claim statestore.Claim
 	// RoutingWindow is how long a call to an actor type nobody hosts is
 	// retried while some registered app has not yet been read (default 5s).
 	RoutingWindow time.Duration
@@ -227,6 +230,9 @@ type PlacementStatus struct {
 	Mode         string   `json:"mode"`
 	TableVersion uint64   `json:"tableVersion"`
 	Members      []string `json:"members"`
+	// Claim is the claim the silo serves its shards under, as the
+	// Granary-Activation header carries it: "<version>/<silo>/<incarnation>".
+	Claim string `json:"claim,omitempty"`
 }
 
 // Metadata returns the silo's metadata.
@@ -240,7 +246,10 @@ func (s *Silo) Metadata() Metadata {
 	if s.rt.Closed() {
 		status = "SHUTTING_DOWN"
 	}
-	version, _ := actor.SingleSilo{}.Owns(actor.ID{})
+	var claim string
+	if s.cfg.Claim != (statestore.Claim{}) {
+		claim = s.cfg.Claim.String()
+	}
 	reminders := 0
 	if s.cfg.Reminders != nil {
 		reminders = s.cfg.Reminders.Len()
@@ -256,7 +265,7 @@ func (s *Silo) Metadata() Metadata {
 			ActiveActors:  active,
 		},
 		Apps:       s.cfg.Apps.Apps(),
-		Placement:  PlacementStatus{Mode: "single-silo", TableVersion: version, Members: []string{s.cfg.ID}},
+		Placement:  PlacementStatus{Mode: "single-silo", TableVersion: s.cfg.Claim.Version, Members: []string{s.cfg.ID}, Claim: claim},
 		StateStore: s.cfg.StoreName,
 		Reminders:  reminders,
 	}

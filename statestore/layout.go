@@ -7,51 +7,98 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// Key layout. Every key of one actor starts with "actor{" + type + "/" + id + "}",
-// so on Redis Cluster they share a hash slot (the braces are a hash tag) and a
-// transaction on one actor touches one slot. Actor types and IDs never contain
-// "/", so the layout is unambiguous.
+// Key layout. An actor T/I belongs to shard S of its type: the top 12 bits
+// of xxhash64("T/I") (ShardOf), written as three lowercase hex digits "sss".
+// Every key of one actor, and the fence record of its shard, carry the hash
+// tag "{T/sss}", so on Redis Cluster they share a hash slot and a fenced
+// transaction on one actor touches one slot. Actor types and IDs never
+// contain "/", so the layout is unambiguous.
 //
-//	actor{T/I}/fence            the activation fence of actor T/I
-//	actor{T/I}/state/<key>      actor state
-//	actor{T/I}/reminder/<name>  a reminder record
-//	actor{T/I}/reminderdata/<name>  the data of a reminder, when too large to keep in its record
+//	fence{T/sss}                       the fence record of shard sss of type T
+//	actor{T/sss}/I/state/<key>         actor state
+//	actor{T/sss}/I/reminder/<name>     a reminder record
+//	actor{T/sss}/I/reminderdata/<name> the data of a reminder, when too large to keep in its record
+//	reminders{T/sss}                   the index of the reminder records of shard sss
+//	placement{<cluster>}/version       a cluster's counter of claim versions (NextVersion)
 //
-// Reminders are indexed per actor type in ReminderBuckets buckets chosen by the
-// top bits of xxhash64("T/I"), the same hash the placement ring uses, so a silo
-// that owns a range of the ring loads only the buckets that overlap it:
-//
-//	reminders{T/<bucket>}       the index of reminder keys in that bucket
+// Keys written before shards carried fences (actor{T/I}/…) are not read.
 
-// ReminderBuckets is the number of reminder index buckets per actor type.
-const ReminderBuckets = 4096
+// ShardCount is the number of shards of each actor type.
+const ShardCount = 4096
 
-const reminderBucketShift = 64 - 12 // log2(ReminderBuckets) == 12
+// ReminderBuckets is the number of reminder index buckets per actor type:
+// one per shard.
+const ReminderBuckets = ShardCount
 
-func actorPrefix(b *strings.Builder, actorType, actorID string) {
-	b.WriteString("actor{")
+const shardShift = 64 - 12 // log2(ShardCount) == 12
+
+// ActorHash is xxhash64 of "type/id", the point of an actor on the ring.
+func ActorHash(actorType, actorID string) uint64 {
+	d := xxhash.New()
+	d.WriteString(actorType)
+	d.WriteString("/")
+	d.WriteString(actorID)
+	return d.Sum64()
+}
+
+// ShardOf is the shard an actor belongs to: the top 12 bits of its ActorHash.
+func ShardOf(actorType, actorID string) int {
+	return int(ActorHash(actorType, actorID) >> shardShift)
+}
+
+// ReminderBucket is the index bucket of an actor's reminders: its shard.
+func ReminderBucket(actorType, actorID string) int { return ShardOf(actorType, actorID) }
+
+// shardHex is shard as three lowercase hex digits.
+func shardHex(shard int) string {
+	h := strconv.FormatUint(uint64(shard), 16)
+	return "000"[:max(0, 3-len(h))] + h
+}
+
+// writeShardTag writes "{T/sss}".
+func writeShardTag(b *strings.Builder, actorType string, shard int) {
+	b.WriteByte('{')
 	b.WriteString(actorType)
 	b.WriteByte('/')
-	b.WriteString(actorID)
+	b.WriteString(shardHex(shard))
 	b.WriteByte('}')
 }
 
-func actorKey(actorType, actorID, kind, name string) string {
+// shardTagLen is len("{/sss}").
+const shardTagLen = len("{/000}")
+
+func shardKey(kind, actorType string, shard int) string {
 	var b strings.Builder
-	b.Grow(len("actor{/}") + len(actorType) + len(actorID) + len(kind) + len(name) + 2)
-	actorPrefix(&b, actorType, actorID)
-	b.WriteByte('/')
+	b.Grow(len(kind) + len(actorType) + shardTagLen)
 	b.WriteString(kind)
-	if kind != "fence" {
-		b.WriteByte('/')
-		b.WriteString(name)
-	}
+	writeShardTag(&b, actorType, shard)
 	return b.String()
 }
 
-// FenceKey is the key of an actor's activation fence record.
-func FenceKey(actorType, actorID string) string {
-	return actorKey(actorType, actorID, "fence", "")
+// ShardFenceKey is the key of the fence record of one shard of an actor type.
+func ShardFenceKey(actorType string, shard int) string { return shardKey("fence", actorType, shard) }
+
+// ReminderIndex is the name of the scan index holding the reminders of one
+// bucket (shard) of an actor type.
+func ReminderIndex(actorType string, bucket int) string {
+	return shardKey("reminders", actorType, bucket)
+}
+
+// ClusterVersionKey is the key of a cluster's counter of claim versions.
+func ClusterVersionKey(cluster string) string { return "placement{" + cluster + "}/version" }
+
+func actorKey(actorType, actorID, kind, name string) string {
+	var b strings.Builder
+	b.Grow(len("actor") + shardTagLen + len(actorType) + len(actorID) + len(kind) + len(name) + 3)
+	b.WriteString("actor")
+	writeShardTag(&b, actorType, ShardOf(actorType, actorID))
+	b.WriteByte('/')
+	b.WriteString(actorID)
+	b.WriteByte('/')
+	b.WriteString(kind)
+	b.WriteByte('/')
+	b.WriteString(name)
+	return b.String()
 }
 
 // ActorStateKey is the key of one state entry of an actor.
@@ -70,56 +117,27 @@ func ReminderDataKey(actorType, actorID, name string) string {
 	return actorKey(actorType, actorID, "reminderdata", name)
 }
 
-// ActorHash is xxhash64 of "type/id", the point of an actor on the ring.
-func ActorHash(actorType, actorID string) uint64 {
-	d := xxhash.New()
-	d.WriteString(actorType)
-	d.WriteString("/")
-	d.WriteString(actorID)
-	return d.Sum64()
-}
-
-// ReminderBucket is the index bucket of an actor's reminders.
-func ReminderBucket(actorType, actorID string) int {
-	return int(ActorHash(actorType, actorID) >> reminderBucketShift)
-}
-
-// ReminderIndex is the name of the scan index holding the reminders of one
-// bucket of an actor type.
-func ReminderIndex(actorType string, bucket int) string {
-	var b strings.Builder
-	b.Grow(len("reminders{/000}") + len(actorType))
-	b.WriteString("reminders{")
-	b.WriteString(actorType)
-	b.WriteByte('/')
-	h := strconv.FormatUint(uint64(bucket), 16)
-	for range 3 - len(h) {
-		b.WriteByte('0')
-	}
-	b.WriteString(h)
-	b.WriteByte('}')
-	return b.String()
-}
-
 // ParseReminderKey splits a key made by ReminderKey into its parts; ok is
-// false for any other key.
+// false for any other key, including one whose shard is not its actor's.
 func ParseReminderKey(key string) (actorType, actorID, name string, ok bool) {
 	rest, found := strings.CutPrefix(key, "actor{")
 	if !found {
 		return "", "", "", false
 	}
 	actorType, rest, found = strings.Cut(rest, "/")
-	if !found || actorType == "" {
+	if !found || actorType == "" || len(rest) < len("sss}/") || rest[3:5] != "}/" {
 		return "", "", "", false
 	}
-	// The ID cannot hold "/", so the next one ends "}" + ID.
+	shard, rest := rest[:3], rest[5:]
 	actorID, rest, found = strings.Cut(rest, "/")
-	if !found || !strings.HasSuffix(actorID, "}") || len(actorID) < 2 {
+	if !found || actorID == "" {
 		return "", "", "", false
 	}
-	actorID = actorID[:len(actorID)-1]
 	name, found = strings.CutPrefix(rest, "reminder/")
 	if !found || name == "" {
+		return "", "", "", false
+	}
+	if shard != shardHex(ShardOf(actorType, actorID)) {
 		return "", "", "", false
 	}
 	return actorType, actorID, name, true

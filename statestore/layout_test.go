@@ -6,19 +6,58 @@ import (
 )
 
 func TestLayout(t *testing.T) {
+	// Counter/a is in shard 0x9b8, the top 12 bits of xxhash64("Counter/a").
+	// Pinned: stored keys depend on it.
+	if got := ShardOf("Counter", "a"); got != 0x9b8 {
+		t.Fatalf("ShardOf(Counter, a) = %#x, want 0x9b8", got)
+	}
 	tests := []struct{ got, want string }{
-		{FenceKey("Counter", "a"), "actor{Counter/a}/fence"},
-		{ActorStateKey("Counter", "a", "count"), "actor{Counter/a}/state/count"},
-		{ActorStateKey("Counter", "a", ""), "actor{Counter/a}/state/"},
-		{ReminderKey("Counter", "a", "tick"), "actor{Counter/a}/reminder/tick"},
-		{ReminderDataKey("Counter", "a", "tick"), "actor{Counter/a}/reminderdata/tick"},
+		{ActorStateKey("Counter", "a", "count"), "actor{Counter/9b8}/a/state/count"},
+		{ActorStateKey("Counter", "a", ""), "actor{Counter/9b8}/a/state/"},
+		{ReminderKey("Counter", "a", "tick"), "actor{Counter/9b8}/a/reminder/tick"},
+		{ReminderDataKey("Counter", "a", "tick"), "actor{Counter/9b8}/a/reminderdata/tick"},
 		{ReminderIndex("Counter", 0), "reminders{Counter/000}"},
 		{ReminderIndex("Counter", 0xabc), "reminders{Counter/abc}"},
 		{ReminderIndex("Counter", ReminderBuckets-1), "reminders{Counter/fff}"},
+		{ShardFenceKey("Counter", 0), "fence{Counter/000}"},
+		{ShardFenceKey("Counter", 0x9b8), "fence{Counter/9b8}"},
+		{ShardFenceKey("Counter", ShardCount-1), "fence{Counter/fff}"},
+		{ClusterVersionKey("dev/h-3500"), "placement{dev/h-3500}/version"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+// hashTag is what Redis Cluster hashes of a key: the part between the first
+// "{" and the next "}", when it is not empty.
+func hashTag(key string) string {
+	i := strings.IndexByte(key, '{')
+	if i < 0 {
+		return key
+	}
+	j := strings.IndexByte(key[i+1:], '}')
+	if j <= 0 {
+		return key
+	}
+	return key[i+1 : i+1+j]
+}
+
+// Every key of an actor shares its hash slot with its shard's fence record
+// and reminder index, whatever the actor's ID holds.
+func TestActorKeysShareTheShardFenceSlot(t *testing.T) {
+	for _, id := range []string{"a", "x}y", "{", "}", "{z}", "with space", "é"} {
+		shard := ShardOf("T", id)
+		want := hashTag(ShardFenceKey("T", shard))
+		for _, k := range []string{
+			ActorStateKey("T", id, "k{1}"), ReminderKey("T", id, "n}"), ReminderDataKey("T", id, "{n"),
+			ReminderIndex("T", shard),
+		} {
+			if got := hashTag(k); got != want {
+				t.Errorf("key %q hashes on %q, the fence %q on %q", k, got, ShardFenceKey("T", shard), want)
+			}
 		}
 	}
 }
@@ -39,9 +78,13 @@ func TestReminderBucketRangeAndStability(t *testing.T) {
 	if len(seen) < 100 {
 		t.Fatalf("only %d distinct buckets for 20000 actors: the hash does not spread", len(seen))
 	}
-	// The hash is the ring's: xxhash64 of "type/id", top 12 bits.
+	// The hash is the ring's: xxhash64 of "type/id", top 12 bits; the bucket
+	// is the shard.
 	if got, want := ReminderBucket("Counter", "a"), int(ActorHash("Counter", "a")>>52); got != want {
 		t.Fatalf("bucket %d, want %d", got, want)
+	}
+	if ReminderBucket("Counter", "a") != ShardOf("Counter", "a") {
+		t.Fatal("the reminder bucket is not the shard")
 	}
 }
 
@@ -53,13 +96,15 @@ func TestTxnValidate(t *testing.T) {
 		{Ops: []Op{{Kind: Put, Key: "k", TTL: -1}}},
 		{Ops: []Op{{Kind: Put, Key: "k", ETag: "1", IfAbsent: true}}},
 		{Fence: &FenceCheck{}, Ops: []Op{{Kind: Put, Key: "k"}}},
+		{Fence: &FenceCheck{Key: "f"}, Ops: []Op{{Kind: Put, Key: "k"}}},
+		{Fence: &FenceCheck{Record: []byte("r")}, Ops: []Op{{Kind: Put, Key: "k"}}},
 	}
 	for i, txn := range bad {
 		if err := txn.Validate(); err == nil {
 			t.Errorf("case %d: invalid transaction accepted", i)
 		}
 	}
-	good := Txn{Fence: &FenceCheck{Key: "f", Token: 1}, Ops: []Op{{Kind: Put, Key: "k", Value: []byte{}}, {Kind: Delete, Key: "k"}}}
+	good := Txn{Fence: &FenceCheck{Key: "f", Record: []byte("r")}, Ops: []Op{{Kind: Put, Key: "k", Value: []byte{}}, {Kind: Delete, Key: "k"}}}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +121,19 @@ func TestParseReminderKey(t *testing.T) {
 			t.Errorf("ParseReminderKey(ReminderKey(%q, %q, %q)) = %q, %q, %q, %v", c.typ, c.id, c.name, typ, id, name, ok)
 		}
 	}
+	good := ReminderKey("T", "I", "n") // actor{T/sss}/I/reminder/n
+	tag := good[len("actor{T/") : len("actor{T/")+3]
+	other := "000"
+	if tag == other {
+		other = "001"
+	}
 	for _, bad := range []string{
-		"", "actor{", "actor{T/I}/state/k", "actor{T/I}/reminder/", "actor{/I}/reminder/n",
-		"actor{T/I/reminder/n", "actor{T/}/reminder/n", FenceKey("T", "I"), "reminders{T/000}",
-		ReminderDataKey("T", "I", "n"),
+		"", "actor{", ActorStateKey("T", "I", "k"), "actor{T/" + tag + "}/I/reminder/",
+		"actor{/" + tag + "}/I/reminder/n", "actor{T/" + tag + "/I/reminder/n", "actor{T/" + tag + "}//reminder/n",
+		"actor{T/" + other + "}/I/reminder/n", // the shard is not the actor's
+		"actor{T/" + strings.ToUpper(tag) + "x}/I/reminder/n", "actor{T}/I/reminder/n", "actor{T/I}/reminder/n",
+		ShardFenceKey("T", 1), "reminders{T/000}", ReminderDataKey("T", "I", "n"),
+		"actor{T/" + tag + "}/I/reminderx/n", "actor{T/" + tag + "}/I",
 	} {
 		if _, _, _, ok := ParseReminderKey(bad); ok {
 			t.Errorf("ParseReminderKey(%q) accepted", bad)

@@ -1,7 +1,9 @@
 // Package statestore defines Store, the durable key-value contract that keeps
-// actor state, activation fences and reminders, and the key layout Granary uses
-// on top of it. Implementations live in sub-packages (boltstore, redisstore,
-// memstore) and all pass the conformance suite in statestore/storetest.
+// actor state, reminders and the shard fences that guard them, the key layout
+// Granary uses on top of it, and the shard claims (claim.go) built on its
+// compare-and-set. Implementations live in sub-packages (boltstore,
+// redisstore, memstore) and all pass the conformance suite in
+// statestore/storetest.
 package statestore
 
 import (
@@ -12,7 +14,7 @@ import (
 )
 
 // Store is a durable, binary-safe key-value store with versioned values,
-// atomic multi-key transactions, per-key TTLs, activation fences and indexed scans.
+// atomic multi-key transactions, per-key TTLs, fence checks and indexed scans.
 //
 // Keys and values are arbitrary byte strings (Go strings and []byte). Every
 // method is safe for concurrent use. A method that returns nil has made its
@@ -28,15 +30,12 @@ type Store interface {
 
 	// Transact applies every operation of txn atomically: all of them or none.
 	// It fails with an error wrapping ErrETagMismatch when a condition of an
-	// operation does not hold, and with ErrFenced when txn.Fence is set and the
-	// fence record holds a newer token. Operations apply in order; a later
-	// operation on the same key sees the effect of an earlier one.
+	// operation does not hold, and with an error wrapping ErrFenced (a
+	// *FencedError) when txn.Fence is set and the record at Fence.Key is not,
+	// byte for byte, Fence.Record. The fence is checked in the same atomic
+	// step as the writes. Operations apply in order; a later operation on the
+	// same key sees the effect of an earlier one.
 	Transact(ctx context.Context, txn Txn) error
-
-	// Fence claims the fence record at key for token: it stores token when the
-	// record is absent or holds a token <= token, and otherwise fails with an
-	// error wrapping ErrFenced. Claiming is idempotent for an equal token.
-	Fence(ctx context.Context, key string, token uint64) error
 
 	// Scan returns up to limit live items of the named index whose keys sort
 	// strictly after the key after (bytewise), in key order. An empty after
@@ -110,24 +109,25 @@ type Op struct {
 
 // Txn is an atomic group of operations, optionally guarded by a fence.
 type Txn struct {
-	// Fence, when set, refuses the whole transaction with ErrFenced if the
-	// fence record at Fence.Key holds a token newer than Fence.Token. An absent
-	// fence record counts as token 0.
+	// Fence, when set, refuses the whole transaction with ErrFenced unless
+	// the live item at Fence.Key exists and its value equals Fence.Record.
+	// An absent (or expired) record refuses. Stores only read the check.
 	Fence *FenceCheck
 	Ops   []Op
 }
 
-// FenceCheck names a fence record and the token a writer holds.
+// FenceCheck names a fence record and the exact value a writer requires it
+// to hold: the encoding of the writer's held claim (Claim.HeldRecord).
 type FenceCheck struct {
-	Key   string
-	Token uint64
+	Key    string
+	Record []byte
 }
 
 // Errors that callers branch on. Implementations wrap them with context.
 var (
 	ErrNotFound     = errors.New("statestore: key not found")
 	ErrETagMismatch = errors.New("statestore: etag mismatch")
-	ErrFenced       = errors.New("statestore: fenced by a newer activation")
+	ErrFenced       = errors.New("statestore: fenced: the writer's claim is not the fence record's")
 	ErrClosed       = errors.New("statestore: store is closed")
 )
 
@@ -145,15 +145,19 @@ func (e *ConditionError) Error() string {
 
 func (e *ConditionError) Unwrap() error { return ErrETagMismatch }
 
-// FencedError reports a refused fence or fenced transaction. It wraps ErrFenced.
+// FencedError reports a transaction refused by its fence check, or a release
+// of a fence record the releaser does not hold. It wraps ErrFenced.
 type FencedError struct {
-	Key     string
-	Token   uint64 // the token offered
-	Current uint64 // the newer token held by the record
+	Key   string
+	Want  []byte // the record the writer required
+	Found []byte // the record stored; nil when there is none
 }
 
 func (e *FencedError) Error() string {
-	return fmt.Sprintf("statestore: fence %q holds token %d, newer than %d", e.Key, e.Current, e.Token)
+	if e.Found == nil {
+		return fmt.Sprintf("statestore: fence %q: no record, want %q", e.Key, e.Want)
+	}
+	return fmt.Sprintf("statestore: fence %q holds %q, want %q", e.Key, e.Found, e.Want)
 }
 
 func (e *FencedError) Unwrap() error { return ErrFenced }
@@ -161,8 +165,13 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // Validate checks the shape of a transaction, independently of stored data.
 // Stores call it before doing any work.
 func (t Txn) Validate() error {
-	if t.Fence != nil && t.Fence.Key == "" {
-		return errors.New("statestore: fence check with an empty key")
+	if t.Fence != nil {
+		if t.Fence.Key == "" {
+			return errors.New("statestore: fence check with an empty key")
+		}
+		if len(t.Fence.Record) == 0 {
+			return fmt.Errorf("statestore: fence check of %q with an empty record", t.Fence.Key)
+		}
 	}
 	for i, op := range t.Ops {
 		if op.Key == "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/httpheader"
+	"github.com/granaryhq/granary/statestore"
 )
 
 // appType is an actor type served by an app.
@@ -19,9 +20,9 @@ type appType struct {
 	pool *callPool // the connections its calls use
 }
 
-func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, error) {
+func (t *appType) Activate(_ context.Context, id actor.ID, claim statestore.Claim) (actor.Instance, error) {
 	prefix := t.app.path + "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
-	return &instance{app: t.app, pool: t.pool, id: id, prefix: prefix}, nil
+	return &instance{app: t.app, pool: t.pool, id: id, prefix: prefix, activation: []byte(claim.String())}, nil
 }
 
 // AbortCalls fails every call in flight to the app on the type's
@@ -30,20 +31,29 @@ func (t *appType) Activate(_ context.Context, id actor.ID) (actor.Instance, erro
 func (t *appType) AbortCalls() { t.pool.abort() }
 
 // instance is one activation of an app-served actor; it holds nothing but the
-// address of the actor's callbacks.
+// address of the actor's callbacks and the claim it runs under.
 type instance struct {
 	app    *App
 	pool   *callPool
 	id     actor.ID
 	prefix string // "{app path}/actors/{type}/{id}", escaped
+	// activation is the Granary-Activation header value of every call:
+	// the claim the activation was created under, as Claim.String.
+	activation []byte
 }
 
 // Forwarded reports whether a header travels between client and app: it
 // does unless it is hop-by-hop, describing one connection, or set by the
-// silo itself (internal/httpheader has the list).
-func Forwarded(name []byte) bool { return !httpheader.HopByHop(name) }
+// silo itself (internal/httpheader has the list, and Granary-Activation).
+func Forwarded(name []byte) bool {
+	return !httpheader.HopByHop(name) && !bytes.EqualFold(name, headerActivation)
+}
 
 var (
+	// headerActivation names the claim an app's call runs under:
+	// "<version>/<silo>/<incarnation>", the same for every call to one
+	// activation and different for any other activation of the actor.
+	headerActivation = []byte("Granary-Activation")
 	headerReentrancy = []byte("Dapr-Reentrancy-Id")
 	headerToken      = []byte("dapr-api-token")
 	headerCancel     = []byte("X-DaprReminderCancel")
@@ -76,6 +86,7 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 			req.Header.AddBytesKV(h.Name, h.Value)
 		}
 	}
+	req.Header.SetBytesKV(headerActivation, in.activation)
 	if reentrancyID != "" {
 		req.Header.SetBytesKV(headerReentrancy, []byte(reentrancyID))
 	}

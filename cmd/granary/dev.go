@@ -8,15 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
 	"github.com/granaryhq/granary/gateway"
 	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/silo"
+	"github.com/granaryhq/granary/statestore"
+	"github.com/granaryhq/granary/statestore/boltstore"
 )
 
 // appFlag collects repeated --app-url values of the form [id=]URL.
@@ -51,6 +55,8 @@ type devFlags struct {
 	appID          string
 	dataDir        string
 	stateStore     string
+	siloID         string
+	takeOver       bool
 	apiToken       string
 	appToken       string
 	logLevel       string
@@ -72,6 +78,8 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.StringVar(&f.appID, "app-id", "app", "ID of the app given by a single --app-url without id=")
 	fs.StringVar(&f.dataDir, "data-dir", "./.granary", "directory of the embedded state store")
 	fs.StringVar(&f.stateStore, "state-store", "", "state store URL: empty for the embedded store under --data-dir, or redis://[user:pass@]host:port/db (rediss:// for TLS)")
+	fs.StringVar(&f.siloID, "silo-id", "", "ID of this silo, naming it in the claims of its shards (default: the host name and --http-port, as host-3500)")
+	fs.BoolVar(&f.takeOver, "take-over", false, "claim actor shards that another silo ID holds in a shared store (Redis), e.g. after changing --silo-id or --http-port; make sure that silo is gone. The embedded store always does, its file lock proving no other process uses it")
 	fs.StringVar(&f.apiToken, "api-token", "", "require this token in the dapr-api-token header of every API call")
 	fs.StringVar(&f.appToken, "app-token", "", "send this token as dapr-api-token on every call to apps")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -97,6 +105,12 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	}
 	if f.maxBodySize <= 0 {
 		return nil, fmt.Errorf("--max-body-size must be positive")
+	}
+	if f.siloID == "" {
+		f.siloID = defaultSiloID(f.httpPort)
+	}
+	if err := checkSiloID(f.siloID); err != nil {
+		return nil, fmt.Errorf("--silo-id %q: %w", f.siloID, err)
 	}
 	seen := map[string]bool{}
 	for i := range f.apps {
@@ -153,7 +167,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer store.Close()
 
-	rt, err := actor.New(actor.Config{Store: store, Logger: log, TurnWait: f.turnWait})
+	placement, err := devPlacement(ctx, store, f, log)
+	if err != nil {
+		return err
+	}
+	rt, err := actor.New(actor.Config{Store: store, Placement: placement, Logger: log, TurnWait: f.turnWait})
 	if err != nil {
 		return err
 	}
@@ -164,8 +182,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	siloID := f.appID
-	s, err := silo.New(silo.Config{ID: siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log})
+	s, err := silo.New(silo.Config{ID: f.siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Claim: placement.Held(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -184,6 +201,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
+	claimHostedTypes(ctx, placement, rt, log)
 	printReady(stdout, ln.Addr().String(), f, storeName, rt)
 
 	select {
@@ -203,6 +221,78 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	case <-time.After(f.shutdownGrace + 5*time.Second):
 		return errors.New("shutdown did not finish in time; exiting anyway")
+	}
+}
+
+// defaultSiloID is the host name and the gateway port, so that two dev
+// silos on one machine (which need two ports) have two IDs: "host-3500".
+// Characters a claim cannot carry become "-".
+func defaultSiloID(port int) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	host = strings.Map(func(r rune) rune {
+		if r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '.' || r == '_' || r == '-') {
+			return r
+		}
+		return '-'
+	}, host)
+	return host + "-" + strconv.Itoa(port)
+}
+
+// checkSiloID refuses IDs a claim cannot carry.
+func checkSiloID(id string) error {
+	c := statestore.Claim{Cluster: devCluster(id), Silo: id, Incarnation: "x"}
+	if err := c.Validate(); err != nil {
+		return errors.New("want letters, digits and punctuation other than \"/\", without spaces")
+	}
+	return nil
+}
+
+// devCluster is the cluster of a dev silo: the silo alone.
+func devCluster(siloID string) string { return "dev/" + siloID }
+
+// devPlacement is the dev silo's placement: every shard, under a claim of
+// its own cluster at a version one higher than its previous start's (kept
+// in the store), so a restart wins the shards its crashed predecessor held,
+// and a fresh incarnation, so nothing of that predecessor writes again. On
+// the embedded store, whose file lock shuts out every other process, and with
+// --take-over, the claims also win over other silos' records.
+func devPlacement(ctx context.Context, store statestore.Store, f *devFlags, log *slog.Logger) (*actor.SingleSilo, error) {
+	cluster := devCluster(f.siloID)
+	version, err := statestore.NextVersion(ctx, store, statestore.ClusterVersionKey(cluster))
+	if err != nil {
+		return nil, fmt.Errorf("state store: counting this start of silo %s: %w", f.siloID, err)
+	}
+	claim := statestore.Claim{Cluster: cluster, Version: version, Silo: f.siloID, Incarnation: actor.NewIncarnation()}
+	p := actor.NewSingleSilo(store, claim, log)
+	_, embedded := store.(*boltstore.Store)
+	if embedded || f.takeOver {
+		p.TakeOver()
+	}
+	log.Info("silo claim", "silo", f.siloID, "cluster", cluster, "version", version, "incarnation", claim.Incarnation, "takeOver", embedded || f.takeOver)
+	return p, nil
+}
+
+// claimHostedTypes claims the shards of the types the apps registered, so a
+// refusal (another silo holds them) shows now: the placement logs it at
+// error level, naming the holder, and their actors answer ERR_ACTOR_NO_ADDRESS.
+// Types registered later are claimed on first use.
+func claimHostedTypes(ctx context.Context, p *actor.SingleSilo, rt *actor.Runtime, log *slog.Logger) {
+	var types []string
+	for _, st := range rt.Stats() {
+		types = append(types, st.Type)
+	}
+	if len(types) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.ClaimTypes(cctx, types...); errors.Is(err, statestore.ErrFenced) {
+		log.Error("another silo holds actor shards in this store, and this one serves none of their actors: stop the other silo; if it is gone for good, start this one with --take-over", "err", err)
+	} else if err != nil {
+		log.Warn("claiming actor shards failed; they are claimed again on first use", "err", err)
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/granaryhq/granary/statestore"
+	"github.com/granaryhq/granary/statestore/memstore"
 )
 
 func TestParseDevFlags(t *testing.T) {
@@ -44,6 +47,8 @@ func TestParseDevFlags(t *testing.T) {
 		{[]string{"--app-url", "a=http://x:1", "--app-url", "a=http://y:2"}, "given twice"},
 		{[]string{"--no-such-flag"}, ""},
 		{[]string{"stray"}, ""},
+		{[]string{"--silo-id", "a/b"}, "--silo-id"},
+		{[]string{"--silo-id", "a b"}, "--silo-id"},
 	}
 	for _, c := range bad {
 		_, err := parseDevFlags(c.args, io.Discard)
@@ -55,6 +60,69 @@ func TestParseDevFlags(t *testing.T) {
 		case c.want != "" && !strings.Contains(err.Error(), c.want):
 			t.Errorf("%q: %v, want it to mention %q", c.args, err, c.want)
 		}
+	}
+}
+
+// Two dev silos on one machine listen on two ports, so by default they have
+// two silo IDs, and so two clusters: neither serves the other's shards.
+func TestDefaultSiloIDFollowsThePort(t *testing.T) {
+	a, err := parseDevFlags([]string{"--http-port", "3500"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseDevFlags([]string{"--http-port", "3600"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.siloID == b.siloID || !strings.HasSuffix(a.siloID, "-3500") || !strings.HasSuffix(b.siloID, "-3600") {
+		t.Fatalf("silo IDs %q and %q for ports 3500 and 3600", a.siloID, b.siloID)
+	}
+	if err := checkSiloID(a.siloID); err != nil {
+		t.Fatalf("default silo ID %q: %v", a.siloID, err)
+	}
+	c, err := parseDevFlags([]string{"--silo-id", "mine"}, io.Discard)
+	if err != nil || c.siloID != "mine" {
+		t.Fatalf("--silo-id mine: %+v, %v", c, err)
+	}
+}
+
+// A restarted dev silo draws the next version of its cluster and a new
+// incarnation, and wins the shards its predecessor held.
+func TestDevPlacementRestartsAtTheNextVersion(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := memstore.New()
+	f := &devFlags{siloID: "h-3500"}
+	first, err := devPlacement(ctx, store, f, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.ClaimTypes(ctx, "Counter"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := devPlacement(ctx, store, f, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := first.Held(), second.Held()
+	if a.Cluster != "dev/h-3500" || b.Cluster != a.Cluster || a.Silo != "h-3500" || b.Silo != a.Silo {
+		t.Fatalf("claims %+v and %+v, want cluster dev/h-3500 and silo h-3500", a, b)
+	}
+	if b.Version != a.Version+1 || b.Incarnation == a.Incarnation {
+		t.Fatalf("restart claims %+v after %+v, want the next version and a new incarnation", b, a)
+	}
+	if err := second.ClaimTypes(ctx, "Counter"); err != nil {
+		t.Fatalf("the restarted silo is refused its predecessor's shards: %v", err)
+	}
+	// A dev silo of another ID is refused them, naming the holder.
+	other, err := devPlacement(ctx, store, &devFlags{siloID: "h-3600"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = other.ClaimTypes(ctx, "Counter")
+	var ce *statestore.ClaimRefusedError
+	if !errors.As(err, &ce) || ce.Holder != b {
+		t.Fatalf("another dev silo's claim: %v, want refused by %+v", err, b)
 	}
 }
 

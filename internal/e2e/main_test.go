@@ -383,6 +383,10 @@ type metadata struct {
 		Healthy bool     `json:"healthy"`
 		Types   []string `json:"actorTypes"`
 	} `json:"apps"`
+	Placement struct {
+		TableVersion uint64 `json:"tableVersion"`
+		Claim        string `json:"claim"`
+	} `json:"placement"`
 }
 
 // actorTypeInfo is one entry of the metadata's actors list.

@@ -102,12 +102,3 @@ func splitExpiryKey(k []byte) (expires int64, key []byte, ok bool) {
 	}
 	return int64(binary.BigEndian.Uint64(k[:8])), k[8:], true
 }
-
-func encodeToken(token uint64) []byte { return binary.BigEndian.AppendUint64(nil, token) }
-
-func decodeToken(b []byte) (uint64, error) {
-	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: fence token of %d bytes", errCorrupt, len(b))
-	}
-	return binary.BigEndian.Uint64(b), nil
-}

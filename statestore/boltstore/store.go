@@ -44,8 +44,8 @@ var ErrInUse = errors.New("in use by another process")
 
 // Options tunes a Store. The zero value gives the defaults.
 type Options struct {
-	// MaxBatchSize is how many concurrent Transact and Fence calls at most
-	// share one commit. Zero means DefaultMaxBatchSize.
+	// MaxBatchSize is how many concurrent Transact calls at most share one
+	// commit. Zero means DefaultMaxBatchSize.
 	MaxBatchSize int
 	// MaxBatchDelay is how long a commit waits for more calls to join it.
 	// It adds to the latency of a lone writer. Zero means DefaultMaxBatchDelay.
@@ -85,15 +85,16 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Bucket names. kv holds the records, idx one nested bucket per scan index
-// (its keys are the member keys), exp the pending expiries (expiryKey), fence
-// the fence tokens and meta the file's format.
+// Bucket names. kv holds the records (shard fence records among them), idx
+// one nested bucket per scan index (its keys are the member keys), exp the
+// pending expiries (expiryKey) and meta the file's format. Files written
+// before shard fences also hold a bucket "fence" of per-actor tokens, which
+// nothing reads any more.
 var (
-	kvBucket    = []byte("kv")
-	idxBucket   = []byte("idx")
-	expBucket   = []byte("exp")
-	fenceBucket = []byte("fence")
-	metaBucket  = []byte("meta")
+	kvBucket   = []byte("kv")
+	idxBucket  = []byte("idx")
+	expBucket  = []byte("exp")
+	metaBucket = []byte("meta")
 
 	formatKey   = []byte("format")
 	formatValue = []byte("granary-state-1")
@@ -196,7 +197,7 @@ func initFile(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	for _, name := range [][]byte{kvBucket, idxBucket, expBucket, fenceBucket} {
+	for _, name := range [][]byte{kvBucket, idxBucket, expBucket} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

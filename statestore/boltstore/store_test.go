@@ -83,7 +83,8 @@ func TestReopenKeepsData(t *testing.T) {
 		statestore.Op{Kind: statestore.Put, Key: "ttl", Value: []byte("t"), TTL: time.Hour},
 		put("gone", "x"))
 	mustTransact(t, s, statestore.Op{Kind: statestore.Delete, Key: "gone"})
-	if err := s.Fence(ctx, "f", 42); err != nil {
+	claim := statestore.Claim{Cluster: "c", Version: 42, Silo: "s", Incarnation: "i"}
+	if err := statestore.ClaimShard(ctx, s, "fence{T/000}", claim, false); err != nil {
 		t.Fatal(err)
 	}
 	a := mustGet(t, s, "a")
@@ -109,10 +110,15 @@ func TestReopenKeepsData(t *testing.T) {
 	if items, err := s.Scan(ctx, "i", "", 10); err != nil || len(items) != 1 || items[0].Key != "a" {
 		t.Errorf("Scan after reopen = %v, %v", items, err)
 	}
-	err = s.Fence(ctx, "f", 41)
-	var fe *statestore.FencedError
-	if !errors.As(err, &fe) || fe.Current != 42 {
-		t.Errorf("Fence(41) after reopen: %v, want fenced by 42", err)
+	// The claim is kept: the holder writes, an older version is refused.
+	if err := s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: "fence{T/000}", Record: claim.HeldRecord()}}); err != nil {
+		t.Errorf("fence check of the claim after reopen: %v", err)
+	}
+	older := claim
+	older.Version = 41
+	var ce *statestore.ClaimRefusedError
+	if err := statestore.ClaimShard(ctx, s, "fence{T/000}", older, false); !errors.As(err, &ce) || ce.Holder != claim {
+		t.Errorf("claim at version 41 after reopen: %v, want refused by version 42", err)
 	}
 	// The ETag sequence carries on: a write after reopen never reuses an ETag.
 	mustTransact(t, s, put("a", "2"))

@@ -31,7 +31,8 @@ func (s *Store) Transact(ctx context.Context, txn statestore.Txn) error {
 			return nil
 		}
 		// Nothing to write: the fence check alone needs no commit.
-		if err := s.db.View(func(tx *bolt.Tx) error { return checkFence(tx, txn.Fence) }); err != nil {
+		now := s.clock.Now().UnixNano()
+		if err := s.db.View(func(tx *bolt.Tx) error { return checkFence(tx, txn.Fence, now) }); err != nil {
 			return s.fail("transact", err)
 		}
 		return nil
@@ -74,46 +75,6 @@ func (s *Store) Transact(ctx context.Context, txn statestore.Txn) error {
 	return nil
 }
 
-// Fence claims the fence record at key for token, in a shared commit.
-func (s *Store) Fence(ctx context.Context, key string, token uint64) error {
-	if key == "" {
-		return s.fail("fence", errors.New("empty key"))
-	}
-	if len(key) > bolt.MaxKeySize {
-		return s.fail("fence", fmt.Errorf("key of %d bytes exceeds the limit of %d", len(key), bolt.MaxKeySize))
-	}
-	if err := s.enter(ctx, "fence"); err != nil {
-		return err
-	}
-	defer s.life.RUnlock()
-	var outcome error
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		outcome = nil
-		fences := tx.Bucket(fenceBucket)
-		if v := fences.Get([]byte(key)); v != nil {
-			current, err := decodeToken(v)
-			if err != nil {
-				return fmt.Errorf("fence %q: %w", key, err)
-			}
-			if current > token {
-				outcome = &statestore.FencedError{Key: key, Token: token, Current: current}
-				return nil
-			}
-			if current == token {
-				return nil
-			}
-		}
-		return fences.Put([]byte(key), encodeToken(token))
-	})
-	if err != nil {
-		return s.failKey("fence", key, err)
-	}
-	if outcome != nil {
-		return s.fail("fence", outcome)
-	}
-	return nil
-}
-
 // hasConditions reports whether txn can be refused by the stored data.
 func hasConditions(txn statestore.Txn) bool {
 	if txn.Fence != nil {
@@ -127,15 +88,15 @@ func hasConditions(txn statestore.Txn) bool {
 	return false
 }
 
-// isRefusal reports whether err is a failed condition or fence rather than a
+// isRefusal reports whether err is a failed condition or fence check rather than a
 // failure of the store.
 func isRefusal(err error) bool {
 	return errors.Is(err, statestore.ErrETagMismatch) || errors.Is(err, statestore.ErrFenced)
 }
 
 func checkSizes(txn statestore.Txn) error {
-	if txn.Fence != nil && len(txn.Fence.Key) > bolt.MaxKeySize {
-		return fmt.Errorf("fence key of %d bytes exceeds the limit of %d", len(txn.Fence.Key), bolt.MaxKeySize)
+	if txn.Fence != nil && len(txn.Fence.Key) > maxKeySize {
+		return fmt.Errorf("fence key of %d bytes exceeds the limit of %d", len(txn.Fence.Key), maxKeySize)
 	}
 	for i, op := range txn.Ops {
 		if len(op.Key) > maxKeySize {
@@ -151,31 +112,38 @@ func checkSizes(txn statestore.Txn) error {
 	return nil
 }
 
-func checkFence(tx *bolt.Tx, f *statestore.FenceCheck) error {
-	v := tx.Bucket(fenceBucket).Get([]byte(f.Key))
-	if v == nil {
-		return nil // an absent record counts as token 0
+// checkFence requires the live record at f.Key to hold exactly f.Record.
+func checkFence(tx *bolt.Tx, f *statestore.FenceCheck, now int64) error {
+	var found []byte
+	if v := tx.Bucket(kvBucket).Get([]byte(f.Key)); v != nil {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("fence %q: %w", f.Key, err)
+		}
+		if r.live(now) {
+			found = r.value
+		}
 	}
-	current, err := decodeToken(v)
-	if err != nil {
-		return fmt.Errorf("fence %q: %w", f.Key, err)
+	if found != nil && bytes.Equal(found, f.Record) {
+		return nil
 	}
-	if current > f.Token {
-		return &statestore.FencedError{Key: f.Key, Token: f.Token, Current: current}
+	fe := &statestore.FencedError{Key: f.Key, Want: bytes.Clone(f.Record)}
+	if found != nil {
+		fe.Found = bytes.Clone(found)
 	}
-	return nil
+	return fe
 }
 
 // check evaluates the fence and the conditions of txn in tx without changing
 // anything: each operation's condition against the state the earlier
 // operations of txn leave, as apply will make it.
 func (s *Store) check(tx *bolt.Tx, txn statestore.Txn) error {
+	now := s.clock.Now().UnixNano()
 	if txn.Fence != nil {
-		if err := checkFence(tx, txn.Fence); err != nil {
+		if err := checkFence(tx, txn.Fence, now); err != nil {
 			return err
 		}
 	}
-	now := s.clock.Now().UnixNano()
 	kv := tx.Bucket(kvBucket)
 	next := kv.Sequence()
 	// pending holds the ETag each key has after the operations so far, ""

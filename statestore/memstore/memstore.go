@@ -4,8 +4,8 @@
 package memstore
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -25,7 +25,6 @@ type Store struct {
 	seq     uint64 // the last ETag drawn; ETags never repeat
 	items   map[string]*entry
 	indexes map[string]map[string]struct{} // index name -> member keys
-	fences  map[string]uint64
 }
 
 type entry struct {
@@ -49,7 +48,6 @@ func New(opts ...Option) *Store {
 		clock:   clock.Real,
 		items:   map[string]*entry{},
 		indexes: map[string]map[string]struct{}{},
-		fences:  map[string]uint64{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -143,12 +141,17 @@ func (s *Store) Transact(ctx context.Context, txn statestore.Txn) error {
 		return err
 	}
 	defer s.mu.Unlock()
-	if txn.Fence != nil {
-		if current := s.fences[txn.Fence.Key]; current > txn.Fence.Token {
-			return fmt.Errorf("memstore: transact: %w", &statestore.FencedError{Key: txn.Fence.Key, Token: txn.Fence.Token, Current: current})
+	now := s.clock.Now()
+	if f := txn.Fence; f != nil {
+		e := s.live(f.Key, now)
+		if e == nil || !bytes.Equal(e.value, f.Record) {
+			fe := &statestore.FencedError{Key: f.Key, Want: slices.Clone(f.Record)}
+			if e != nil {
+				fe.Found = slices.Clone(e.value)
+			}
+			return fmt.Errorf("memstore: transact: %w", fe)
 		}
 	}
-	now := s.clock.Now()
 	if err := s.check(txn.Ops, now); err != nil {
 		return fmt.Errorf("memstore: transact: %w", err)
 	}
@@ -232,22 +235,6 @@ func (s *Store) apply(op statestore.Op, now time.Time) {
 	}
 }
 
-// Fence claims the fence record at key for token.
-func (s *Store) Fence(ctx context.Context, key string, token uint64) error {
-	if key == "" {
-		return errors.New("memstore: fence: empty key")
-	}
-	if err := s.begin(ctx, "fence"); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	if current, ok := s.fences[key]; ok && current > token {
-		return fmt.Errorf("memstore: fence: %w", &statestore.FencedError{Key: key, Token: token, Current: current})
-	}
-	s.fences[key] = token
-	return nil
-}
-
 // Scan returns up to limit live items of index after the key after, in key order.
 func (s *Store) Scan(ctx context.Context, index, after string, limit int) ([]statestore.Item, error) {
 	if limit < 0 {
@@ -283,7 +270,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.items, s.indexes, s.fences = nil, nil, nil
+	s.items, s.indexes = nil, nil
 	return nil
 }
 

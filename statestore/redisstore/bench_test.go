@@ -11,13 +11,32 @@ import (
 	"github.com/granaryhq/granary/statestore"
 )
 
-// actorWrite is the write a silo makes for one turn: a fenced put of one
-// state key.
+// benchClaim holds every shard of type Bench in the benchmarks.
+var (
+	benchClaim  = statestore.Claim{Cluster: "bench", Version: 1, Silo: "s", Incarnation: "i"}
+	benchRecord = benchClaim.HeldRecord()
+)
+
+// actorWrite is the write a silo makes for one turn: a put of one state key,
+// fenced by the claim of the actor's shard.
 func actorWrite(actor int, value []byte) statestore.Txn {
 	id := strconv.Itoa(actor)
 	return statestore.Txn{
-		Fence: &statestore.FenceCheck{Key: statestore.FenceKey("Bench", id), Token: 1},
+		Fence: &statestore.FenceCheck{Key: statestore.ShardFenceKey("Bench", statestore.ShardOf("Bench", id)), Record: benchRecord},
 		Ops:   []statestore.Op{{Kind: statestore.Put, Key: statestore.ActorStateKey("Bench", id, "s"), Value: value}},
+	}
+}
+
+// claimBench claims every shard of type Bench for benchClaim.
+func claimBench(b *testing.B, s *Store) {
+	keys := make([]string, statestore.ShardCount)
+	for i := range keys {
+		keys[i] = statestore.ShardFenceKey("Bench", i)
+	}
+	for i, err := range statestore.ClaimShards(context.Background(), s, keys, benchClaim, false) {
+		if err != nil {
+			b.Fatalf("claim %s: %v", keys[i], err)
+		}
 	}
 }
 
@@ -26,7 +45,11 @@ func benchModes(b *testing.B, f func(b *testing.B, s *Store)) {
 		name string
 		opts Options
 	}{{"coalesced", Options{}}, {"direct", Options{NoCoalescing: true}}} {
-		b.Run(mode.name, func(b *testing.B) { f(b, openTest(b, mode.opts)) })
+		b.Run(mode.name, func(b *testing.B) {
+			s := openTest(b, mode.opts)
+			claimBench(b, s)
+			f(b, s)
+		})
 	}
 }
 

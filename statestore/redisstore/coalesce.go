@@ -16,10 +16,10 @@ const maxInFlight = 2
 // maxBatch bounds the commands one pipeline carries.
 const maxBatch = 256
 
-// coalescer sends the store's single commands (reads, transactions, fence
-// claims) so that concurrent callers share round trips. A command that finds
-// a round-trip slot free and nothing queued goes straight to Redis, so an
-// idle store adds no delay. Otherwise it queues, and whoever holds a slot
+// coalescer sends the store's single commands (reads and transactions) so
+// that concurrent callers share round trips. A command that finds a
+// round-trip slot free and nothing queued goes straight to Redis, so an idle
+// store adds no delay. Otherwise it queues, and whoever holds a slot
 // next sends everything queued as one pipeline. Under load this turns many
 // small round trips, each a few system calls on both sides, into a few large
 // ones.

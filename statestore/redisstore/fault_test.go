@@ -55,7 +55,8 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if err := s.Fence(ctx, "fence", 42); err != nil {
+		claim := statestore.Claim{Cluster: "c", Version: 42, Silo: "s", Incarnation: "i"}
+		if err := statestore.ClaimShard(ctx, s, "fence{T/000}", claim, false); err != nil {
 			t.Fatal(err)
 		}
 
@@ -84,9 +85,14 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 				t.Errorf("%s after restart = %+v", keys[i], item)
 			}
 		}
-		var fe *statestore.FencedError
-		if err := s.Fence(ctx, "fence", 41); !errors.As(err, &fe) || fe.Current != 42 {
-			t.Errorf("fence after restart: %v", err)
+		var ce *statestore.ClaimRefusedError
+		older := claim
+		older.Version = 41
+		if err := statestore.ClaimShard(ctx, s, "fence{T/000}", older, false); !errors.As(err, &ce) || ce.Holder != claim {
+			t.Errorf("claim at an older version after restart: %v, want refused by version 42", err)
+		}
+		if err := s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: "fence{T/000}", Record: claim.HeldRecord()}}); err != nil {
+			t.Errorf("fence check of the claim after restart: %v", err)
 		}
 	})
 }
@@ -113,8 +119,7 @@ func TestServerDown(t *testing.T) {
 			"transact: add to index": func() error {
 				return s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{indexedPut("idx", "j", "during")}})
 			},
-			"fence": func() error { return s.Fence(ctx, "f", 1) },
-			"scan":  func() error { _, err := s.Scan(ctx, "idx", "", 10); return err },
+			"scan": func() error { _, err := s.Scan(ctx, "idx", "", 10); return err },
 		}
 		for name, call := range calls {
 			for range 3 { // also once the pool has given up dialing

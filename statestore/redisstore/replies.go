@@ -47,8 +47,6 @@ func (r etagRange) at(i int) string {
 	return r.src.nonce + strconv.FormatUint(r.first+uint64(i), 36)
 }
 
-func formatToken(token uint64) string { return strconv.FormatUint(token, 10) }
-
 // readItem is the HMGET command that reads the item at a data key.
 func readItem(dataKey string) command {
 	return command{args: []any{"hmget", dataKey, "v", "e", "x"}}
@@ -94,31 +92,29 @@ func parseTime(res []any) (int64, error) {
 	return 0, fmt.Errorf("unexpected TIME reply %v", res)
 }
 
-// parseFence decodes a fenceScript reply.
-func parseFence(key string, token uint64, res []any) error {
-	if len(res) == 1 && res[0] == "ok" {
-		return nil
+// fencedError is the error of a txnScript refused by its fence check: the
+// reply's second element is the record found, if there is one.
+func fencedError(f *statestore.FenceCheck, res []any) (*statestore.FencedError, bool) {
+	fe := &statestore.FencedError{Key: f.Key, Want: append([]byte(nil), f.Record...)}
+	switch len(res) {
+	case 1:
+	case 2:
+		found, ok := res[1].(string)
+		if !ok {
+			return nil, false
+		}
+		fe.Found = []byte(found)
+	default:
+		return nil, false
 	}
-	if len(res) == 2 && res[0] == "fenced" {
-		return fencedError(key, token, res[1])
-	}
-	return fmt.Errorf("unexpected fence reply %v", res)
-}
-
-func fencedError(key string, token uint64, current any) error {
-	s, _ := current.(string)
-	cur, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("fence record %q holds %q, not a token", key, s)
-	}
-	return &statestore.FencedError{Key: key, Token: token, Current: cur}
+	return fe, true
 }
 
 // txnOutcome is a decoded txnScript reply.
 type txnOutcome struct {
 	committedAt int64 // server time of the commit, when committed
 	late        bool  // refused before writing: the index marks are too old
-	err         error // a refused condition or fence
+	err         error // a refused condition or fence check
 }
 
 // parseTxn decodes a txnScript reply for txn.
@@ -140,10 +136,14 @@ func parseTxn(txn statestore.Txn, res []any) (txnOutcome, error) {
 	case "late":
 		return txnOutcome{late: true}, nil
 	case "fenced":
-		if len(res) != 2 || txn.Fence == nil {
+		if txn.Fence == nil {
 			return bad()
 		}
-		return txnOutcome{err: fencedError(txn.Fence.Key, txn.Fence.Token, res[1])}, nil
+		fe, ok := fencedError(txn.Fence, res)
+		if !ok {
+			return bad()
+		}
+		return txnOutcome{err: fe}, nil
 	case "cond":
 		if len(res) != 3 {
 			return bad()

@@ -22,30 +22,24 @@ local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- newer reports whether fence token a is greater than token b; both are
--- decimal strings without leading zeros, compared exactly (no float rounding).
-local function newer(a, b)
-  if #a ~= #b then return #a > #b end
-  for i = 1, #a do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return false
-end
 `
 
 // txnScript checks a transaction's fence and conditions against the state as
 // the earlier operations of the same transaction leave it, and only when all
 // hold applies every operation.
 //
-//	KEYS     the data key of each operation, then the fence record if ARGV[1] ~= ''
-//	ARGV[1]  the writer's fence token, or ''
+//	KEYS     the data key of each operation, then the fence record's data key if ARGV[1] ~= ''
+//	ARGV[1]  the value the fence record must hold exactly, or ''
 //	ARGV[2]  the commit deadline (ms) set by the index marks, or ''
 //	then, per operation, six arguments: kind ('p' put, 'd' delete),
 //	condition ('' none, 'a' absent, 'e' ETag), wanted ETag, TTL in ms ('0': none),
 //	value, and the new ETag of a put
 //	returns  {'ok', now} | {'cond', operation number, current ETag or ''} |
-//	         {'fenced', current token} | {'late'} when the deadline has passed
+//	         {'fenced'} (no record) | {'fenced', the record's value} |
+//	         {'late'} when the deadline has passed
+//
+// The fence record is an item like any other (a HASH, see below), written
+// by claims through this same script; an expired one is absent.
 //
 // A put stores the value, the ETag and the expiry time (Unix ms, empty for
 // none) in the fields v, e and x, and expires the key at that time, so one
@@ -55,9 +49,10 @@ local now = nowms()
 if ARGV[2] ~= '' and now > tonumber(ARGV[2]) then return {'late'} end
 local n = #KEYS
 if ARGV[1] ~= '' then
-  local cur = redis.call('GET', KEYS[n])
+  local cur = redis.call('HGET', KEYS[n], 'v')
   n = n - 1
-  if cur and newer(cur, ARGV[1]) then return {'fenced', cur} end
+  if not cur then return {'fenced'} end
+  if cur ~= ARGV[1] then return {'fenced', cur} end
 end
 local state = {}
 for i = 1, n do
@@ -85,18 +80,6 @@ for i = 1, n do
   end
 end
 return {'ok', now}
-`)
-
-// fenceScript claims a fence record.
-//
-//	KEYS[1]  the fence record
-//	ARGV[1]  the token claimed
-//	returns  {'ok'} | {'fenced', current token}
-var fenceScript = redis.NewScript(`#!lua` + luaHelpers + `
-local cur = redis.call('GET', KEYS[1])
-if cur and newer(cur, ARGV[1]) then return {'fenced', cur} end
-if cur ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
-return {'ok'}
 `)
 
 // markScript adds keys to an index and records when.
@@ -135,7 +118,7 @@ end
 return removed
 `)
 
-var allScripts = []*redis.Script{txnScript, fenceScript, markScript, unindexScript}
+var allScripts = []*redis.Script{txnScript, markScript, unindexScript}
 
 // command is one Redis command the store sends: a call of a script, or a
 // plain command.

@@ -8,26 +8,28 @@
 // Under Options.KeyPrefix (default "granary:"), the store keeps:
 //
 //	<prefix>d:<key>    a HASH {v: value, e: ETag, x: expiry in Unix ms or
-//	                   empty}; a TTL is also the key's own Redis expiry
-//	<prefix>f:<key>    a fence record: a STRING holding the decimal token
+//	                   empty}; a TTL is also the key's own Redis expiry. Shard
+//	                   fence records are items like any other.
 //	<prefix>i:<index>  a ZSET of the keys of an index, all scored 0, so
 //	                   ZRANGEBYLEX pages through them in bytewise order
 //	<prefix>m:<index>  a HASH: key -> server time (ms) it was last added to the index
 //
 // A read is one HMGET. A transaction is one Lua script call that checks the
-// fence and every condition and only then applies all operations, so a stale
-// activation cannot write between the check and the write; a fence claim is
-// another. ETags never repeat (see etagSource).
+// fence record and every condition and only then applies all operations, so
+// a stale activation cannot write between the check and the write. ETags
+// never repeat (see etagSource). Data written under <prefix>f: by earlier
+// versions (per-actor fence tokens) is not read.
 //
 // Every script call touches the keys of one transaction only, and the keys
-// of one actor share a hash slot because the layout puts "{type/id}" first
-// in them and the prefix may not contain "{". An index lives in a slot of
+// of one actor and its shard's fence record share a hash slot because the
+// layout gives them the hash tag "{type/shard}" and the prefix may not
+// contain "{". An index lives in a slot of
 // its own, so it is kept up to date around the transaction rather than in
 // it (see index.go). Internally the store uses redis.UniversalClient so that
 // a cluster client can be plugged in; Open itself connects to a single node
 // and parses no cluster URLs.
 //
-// Concurrent Get, Transact and Fence calls share pipelined round trips
+// Concurrent Get and Transact calls share pipelined round trips
 // unless Options.NoCoalescing is set; BulkGet and Scan pipeline their own.
 // Calls fail at once when Redis cannot be reached, with an error naming the
 // address, and the store reconnects by itself when Redis is back.
@@ -89,8 +91,7 @@ type Options struct {
 	// server name from the URL), for servers with a private CA. Its
 	// ServerName is taken from the URL when empty. Ignored for redis://.
 	TLSConfig *tls.Config
-	// NoCoalescing sends every Get, Transact and Fence on a round trip of its
-	// own. By default, concurrent calls share pipelined round trips, which
+	// NoCoalescing sends every Get and Transact on a round trip of its own. By default, concurrent calls share pipelined round trips, which
 	// under load saves Redis and the store most of their system calls.
 	NoCoalescing bool
 	// Logger receives warnings. Default slog.Default().
@@ -316,26 +317,6 @@ func (s *Store) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, 
 	return items, nil
 }
 
-// Fence claims the fence record at key for token.
-func (s *Store) Fence(ctx context.Context, key string, token uint64) error {
-	if !s.begin() {
-		return s.fail("fence", statestore.ErrClosed)
-	}
-	defer s.end()
-	if key == "" {
-		return s.fail("fence", errors.New("empty key"))
-	}
-	cmd := command{script: fenceScript, keys: []string{s.fenceKey(key)}, args: []any{formatToken(token)}}
-	res, err := s.run(ctx, cmd).Slice()
-	if err != nil {
-		return s.failKey("fence", key, err)
-	}
-	if err := parseFence(key, token, res); err != nil {
-		return s.failKey("fence", key, err)
-	}
-	return nil
-}
-
 // run sends one command, sharing a round trip with concurrent callers
 // unless coalescing is off.
 func (s *Store) run(ctx context.Context, cmd command) *redis.Cmd {
@@ -346,7 +327,6 @@ func (s *Store) run(ctx context.Context, cmd command) *redis.Cmd {
 }
 
 func (s *Store) dataKey(key string) string    { return s.prefix + "d:" + key }
-func (s *Store) fenceKey(key string) string   { return s.prefix + "f:" + key }
 func (s *Store) indexKey(index string) string { return s.prefix + "i:" + index }
 func (s *Store) marksKey(index string) string { return s.prefix + "m:" + index }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"sync"
 	"testing"
@@ -237,97 +236,57 @@ func waitGone(t testing.TB, s *Store, key string) {
 	}
 }
 
-func TestFence(t *testing.T) {
-	s := openTest(t, Options{})
-	ctx := context.Background()
-	key := statestore.FenceKey("T", "a")
-	if err := s.Fence(ctx, key, 5); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Fence(ctx, key, 5); err != nil {
-		t.Errorf("equal token: %v", err)
-	}
-	err := s.Fence(ctx, key, 4)
-	var fe *statestore.FencedError
-	if !errors.As(err, &fe) || !errors.Is(err, statestore.ErrFenced) {
-		t.Fatalf("older token: %v", err)
-	}
-	if *fe != (statestore.FencedError{Key: key, Token: 4, Current: 5}) {
-		t.Errorf("FencedError = %+v", *fe)
-	}
-	if err := s.Fence(ctx, key, 10); err != nil {
-		t.Errorf("newer token: %v", err)
-	}
-	// Tokens compare exactly at the top of the uint64 range, where a float
-	// comparison would call them equal.
-	big := "big"
-	if err := s.Fence(ctx, big, math.MaxUint64); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Fence(ctx, big, math.MaxUint64-1); !errors.As(err, &fe) || fe.Current != math.MaxUint64 {
-		t.Errorf("MaxUint64-1 after MaxUint64: %v", err)
-	}
-	if err := s.Fence(ctx, "ten", 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Fence(ctx, "ten", 9); !errors.Is(err, statestore.ErrFenced) {
-		t.Errorf("9 after 10 (shorter string): %v", err)
-	}
-	// A fence record is not an item.
-	if _, err := s.Get(ctx, key); !errors.Is(err, statestore.ErrNotFound) {
-		t.Errorf("Get of a fence key: %v", err)
-	}
-}
-
+// TestFencedTransaction: a fence record is an item like any other, compared
+// byte for byte inside the script, and the per-actor tokens of earlier
+// versions (<prefix>f:<key>) are not read.
 func TestFencedTransaction(t *testing.T) {
 	modes(t, func(t *testing.T, opts Options) {
 		s := openTest(t, opts)
 		ctx := context.Background()
-		fenceKey := statestore.FenceKey("T", "a")
+		fenceKey := statestore.ShardFenceKey("T", statestore.ShardOf("T", "a"))
 		state := statestore.ActorStateKey("T", "a", "x")
-		txn := func(token uint64, value string) statestore.Txn {
-			return statestore.Txn{Fence: &statestore.FenceCheck{Key: fenceKey, Token: token}, Ops: []statestore.Op{put(state, value)}}
+		txn := func(record, value string) statestore.Txn {
+			return statestore.Txn{Fence: &statestore.FenceCheck{Key: fenceKey, Record: []byte(record)}, Ops: []statestore.Op{put(state, value)}}
 		}
-		// An absent record counts as token 0.
-		if err := s.Transact(ctx, txn(0, "zero")); err != nil {
-			t.Fatalf("token 0 on absent fence: %v", err)
-		}
-		if err := s.Fence(ctx, fenceKey, 7); err != nil {
+		// An old-style token under the fence prefix counts for nothing.
+		if err := s.client.Set(ctx, s.prefix+"f:"+fenceKey, "7", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		err := s.Transact(ctx, txn(6, "stale"))
 		var fe *statestore.FencedError
-		if !errors.As(err, &fe) || *fe != (statestore.FencedError{Key: fenceKey, Token: 6, Current: 7}) {
-			t.Fatalf("stale writer: %v", err)
+		if err := s.Transact(ctx, txn("7", "v")); !errors.As(err, &fe) || fe.Found != nil {
+			t.Fatalf("write against an absent record: %v", err)
 		}
-		if got := string(mustGet(t, s, state).Value); got != "zero" {
-			t.Errorf("stale write applied: %q", got)
+		// Lua strings hold any bytes: NUL, invalid UTF-8, a line break.
+		record := "held\x00\xff\n1"
+		mustTransact(t, s, put(fenceKey, record))
+		if got := mustGet(t, s, fenceKey); string(got.Value) != record {
+			t.Fatalf("fence record read back as %q", got.Value)
 		}
-		for _, token := range []uint64{7, 8} {
-			if err := s.Transact(ctx, txn(token, strconv.FormatUint(token, 10))); err != nil {
-				t.Errorf("token %d: %v", token, err)
+		if err := s.Transact(ctx, txn(record, "ok")); err != nil {
+			t.Fatalf("write with the exact record: %v", err)
+		}
+		for _, wrong := range []string{"held", record + "\x00", "held\x00\xfe\n1"} {
+			err := s.Transact(ctx, txn(wrong, "stale"))
+			if !errors.As(err, &fe) || fe.Key != fenceKey || string(fe.Want) != wrong || string(fe.Found) != record {
+				t.Fatalf("write with record %q: %v", wrong, err)
 			}
 		}
-		// The check does not move the record.
-		if err := s.Fence(ctx, fenceKey, 7); err != nil {
-			t.Errorf("fence moved by a transaction: %v", err)
-		}
-		// A fence check alone is a valid transaction.
-		if err := s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: fenceKey, Token: 1}}); !errors.Is(err, statestore.ErrFenced) {
-			t.Errorf("fence-only txn with old token: %v", err)
+		if got := string(mustGet(t, s, state).Value); got != "ok" {
+			t.Errorf("a refused write applied: %q", got)
 		}
 	})
 }
 
-// TestFenceRace has a new activation claim the fence while the old one keeps
+// TestFenceRace has a new claim take the shard while the old holder keeps
 // writing: once the claim has returned, no write of the old one may land.
 func TestFenceRace(t *testing.T) {
 	modes(t, func(t *testing.T, opts Options) {
 		s := openTest(t, opts)
 		ctx := context.Background()
-		fenceKey := statestore.FenceKey("T", "race")
+		fenceKey := statestore.ShardFenceKey("T", statestore.ShardOf("T", "race"))
 		state := statestore.ActorStateKey("T", "race", "x")
-		if err := s.Fence(ctx, fenceKey, 1); err != nil {
+		old := statestore.Claim{Cluster: "c", Version: 1, Silo: "s1", Incarnation: "i1"}
+		if err := statestore.ClaimShard(ctx, s, fenceKey, old, false); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -336,7 +295,7 @@ func TestFenceRace(t *testing.T) {
 			wg.Go(func() {
 				for i := 0; ; i++ {
 					err := s.Transact(ctx, statestore.Txn{
-						Fence: &statestore.FenceCheck{Key: fenceKey, Token: 1},
+						Fence: &statestore.FenceCheck{Key: fenceKey, Record: old.HeldRecord()},
 						Ops:   []statestore.Op{put(state, fmt.Sprintf("%d/%d", w, i))},
 					})
 					if errors.Is(err, statestore.ErrFenced) {
@@ -356,7 +315,8 @@ func TestFenceRace(t *testing.T) {
 		for range 50 { // the old activation is writing
 			<-written
 		}
-		if err := s.Fence(ctx, fenceKey, 2); err != nil {
+		newer := statestore.Claim{Cluster: "c", Version: 2, Silo: "s2", Incarnation: "i2"}
+		if err := statestore.ClaimShard(ctx, s, fenceKey, newer, false); err != nil {
 			t.Fatal(err)
 		}
 		atClaim := mustGet(t, s, state)
@@ -454,7 +414,7 @@ func TestClosed(t *testing.T) {
 		ctx := context.Background()
 		errs := []error{
 			s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{put("k", "v")}}),
-			s.Fence(ctx, "f", 1),
+			statestore.ClaimShard(ctx, s, "fence{T/000}", statestore.Claim{Cluster: "c", Version: 1, Silo: "s", Incarnation: "i"}, false),
 		}
 		_, err := s.Get(ctx, "k")
 		errs = append(errs, err)
@@ -482,8 +442,12 @@ func TestKeyPrefixIsolates(t *testing.T) {
 	}
 	// The raw Redis key starts with the prefix, and the layout's hash tag is
 	// its first brace pair.
+	shard := statestore.ShardOf("T", "i")
 	key := statestore.ActorStateKey("T", "i", "x")
-	if got, want := a.dataKey(key), a.prefix+"d:actor{T/i}/state/x"; got != want {
+	if got, want := a.dataKey(key), fmt.Sprintf("%sd:actor{T/%03x}/i/state/x", a.prefix, shard); got != want {
 		t.Errorf("dataKey = %q, want %q", got, want)
+	}
+	if got, want := a.dataKey(statestore.ShardFenceKey("T", shard)), fmt.Sprintf("%sd:fence{T/%03x}", a.prefix, shard); got != want {
+		t.Errorf("dataKey of the shard fence = %q, want %q", got, want)
 	}
 }

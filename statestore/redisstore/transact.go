@@ -113,8 +113,8 @@ func (s *Store) plan(txn statestore.Txn) txnPlan {
 		indexed = indexed || op.Index != ""
 	}
 	if txn.Fence != nil {
-		p.keys = append(p.keys, s.fenceKey(txn.Fence.Key))
-		p.args[0] = formatToken(txn.Fence.Token)
+		p.keys = append(p.keys, s.dataKey(txn.Fence.Key))
+		p.args[0] = txn.Fence.Record
 	}
 	if indexed {
 		p.marks, p.unmarks = indexChanges(txn.Ops)

@@ -159,10 +159,7 @@ func testConcurrentIncrements(t *testing.T, s statestore.Store) {
 }
 
 func testClosed(t *testing.T, s statestore.Store) {
-	mustTransact(t, s, put("k", "v"))
-	if err := s.Fence(t.Context(), "f", 1); err != nil {
-		t.Fatal(err)
-	}
+	mustTransact(t, s, put("k", "v"), put("f", "record"))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -178,7 +175,8 @@ func testClosed(t *testing.T, s statestore.Store) {
 		{"BulkGet", bulkErr},
 		{"Scan", scanErr},
 		{"Transact", s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{put("k", "v2")}})},
-		{"Fence", s.Fence(ctx, "f", 2)},
+		{"fenced Transact", s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: "f", Record: []byte("record")}, Ops: []statestore.Op{put("k", "v3")}})},
+		{"ClaimShard", statestore.ClaimShard(ctx, s, "g", claimA1, false)},
 	}
 	for _, c := range calls {
 		if !errors.Is(c.err, statestore.ErrClosed) {

@@ -53,9 +53,16 @@ var behaviours = []struct {
 	{"OperationsApplyInOrder", testOperationsInOrder},
 	{"InvalidTransactionsRejected", testInvalidTransactions},
 	{"TTLExpiry", testTTL},
-	{"FenceClaims", testFenceClaims},
-	{"FencedTransactAppliesNothing", testFencedTransact},
-	{"AbsentFenceIsTokenZero", testAbsentFence},
+	{"FenceCheckWantsTheExactRecord", testFenceCheck},
+	{"AbsentFenceRecordRefuses", testAbsentFence},
+	{"WriteUnderALostClaimAppliesNothing", testWriteUnderLostClaim},
+	{"RestartedProcessCannotWriteUnderItsPredecessorsClaim", testRestartedProcess},
+	{"ClaimRules", testClaimRules},
+	{"OtherClusterRefusedUnlessTakeover", testOtherCluster},
+	{"ReleaseShard", testReleaseShard},
+	{"ClaimShardsBatch", testClaimShards},
+	{"ConcurrentClaimsAgree", testConcurrentClaims},
+	{"NextVersionCountsUp", testNextVersion},
 	{"ScanPagesInKeyOrder", testScanPaging},
 	{"ScanIndexesAreSeparate", testScanIndexesSeparate},
 	{"DeletedKeysLeaveIndex", testScanDeletes},
@@ -168,8 +175,8 @@ func wantCondition(t testing.TB, err error, key string) *statestore.ConditionErr
 }
 
 // wantFenced checks that err is a *FencedError wrapping ErrFenced with the
-// given fields.
-func wantFenced(t testing.TB, err error, key string, token, current uint64) {
+// given fields; found "" means no record was found.
+func wantFenced(t testing.TB, err error, key, want, found string) {
 	t.Helper()
 	if !errors.Is(err, statestore.ErrFenced) {
 		t.Fatalf("error = %v, want one wrapping ErrFenced", err)
@@ -178,8 +185,8 @@ func wantFenced(t testing.TB, err error, key string, token, current uint64) {
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v carries no *statestore.FencedError", err)
 	}
-	if fe.Key != key || fe.Token != token || fe.Current != current {
-		t.Fatalf("FencedError = %+v, want key %q, token %d, current %d", *fe, key, token, current)
+	if fe.Key != key || string(fe.Want) != want || string(fe.Found) != found || (found == "") != (fe.Found == nil) {
+		t.Fatalf("FencedError = {Key: %q, Want: %q, Found: %q (nil: %v)}, want key %q, want %q, found %q", fe.Key, fe.Want, fe.Found, fe.Found == nil, key, want, found)
 	}
 }
 

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"errors"
-	"math"
 	"testing"
 	"time"
 
@@ -36,6 +35,7 @@ func testTTL(t *testing.T, s statestore.Store) {
 		// A later put without TTL in the same transaction clears the TTL.
 		withTTL(put("cleared-in-txn", "ct1"), short), put("cleared-in-txn", "ct2"),
 		put("gains", "g1"),
+		withTTL(put("fence-short", "record"), short),
 	)
 	mustTransact(t, s, put("cleared", "c2"))
 	mustTransact(t, s, withTTL(put("gains", "g2"), short))
@@ -95,6 +95,11 @@ func testTTL(t *testing.T, s statestore.Store) {
 	}
 	wantValue(t, s, "cleared-in-txn", "ct2")
 
+	// An expired fence record is absent for fence checks too.
+	stale := statestore.Txn{Fence: &statestore.FenceCheck{Key: "fence-short", Record: []byte("record")}, Ops: []statestore.Op{put("behind-fence", "x")}}
+	wantFenced(t, s.Transact(t.Context(), stale), "fence-short", "record", "")
+	wantAbsent(t, s, "behind-fence")
+
 	// An expired key is absent for conditions too.
 	mustTransact(t, s, ifAbsent(put("short", "again")))
 	wantValue(t, s, "short", "again")
@@ -105,90 +110,4 @@ func testTTL(t *testing.T, s statestore.Store) {
 		}
 	}
 	wantScan(t, s, index, 10, "stays")
-}
-
-func testFenceClaims(t *testing.T, s statestore.Store) {
-	ctx := t.Context()
-	const f = "fence/a"
-	for _, token := range []uint64{5, 5} {
-		if err := s.Fence(ctx, f, token); err != nil {
-			t.Fatalf("Fence(%d): %v", token, err)
-		}
-	}
-	wantFenced(t, s.Fence(ctx, f, 4), f, 4, 5)
-	wantFenced(t, s.Fence(ctx, f, 0), f, 0, 5)
-	if err := s.Fence(ctx, f, 6); err != nil {
-		t.Fatalf("Fence(6): %v", err)
-	}
-	wantFenced(t, s.Fence(ctx, f, 5), f, 5, 6)
-	if err := s.Fence(ctx, f, math.MaxUint64); err != nil {
-		t.Fatalf("Fence(max): %v", err)
-	}
-	wantFenced(t, s.Fence(ctx, f, math.MaxUint64-1), f, math.MaxUint64-1, math.MaxUint64)
-
-	// Fence records are separate from each other.
-	for _, token := range []uint64{0, 0, 1} {
-		if err := s.Fence(ctx, "fence/b", token); err != nil {
-			t.Fatalf("Fence(fence/b, %d): %v", token, err)
-		}
-	}
-}
-
-func testFencedTransact(t *testing.T, s statestore.Store) {
-	ctx := t.Context()
-	const f = "fence/actor"
-	if err := s.Fence(ctx, f, 7); err != nil {
-		t.Fatal(err)
-	}
-	mustTransact(t, s, putIn("idx", "k", "old"))
-	old := mustGet(t, s, "k")
-
-	stale := statestore.Txn{
-		Fence: &statestore.FenceCheck{Key: f, Token: 6},
-		Ops:   []statestore.Op{putIn("idx", "k", "new"), put("n", "x"), del("k2")},
-	}
-	wantFenced(t, s.Transact(ctx, stale), f, 6, 7)
-	wantUnchanged(t, s, old)
-	wantAbsent(t, s, "n")
-	wantScan(t, s, "idx", 10, "k")
-	// A fence with no operations checks the token alone.
-	wantFenced(t, s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: f, Token: 6}}), f, 6, 7)
-
-	for i, token := range []uint64{7, 8} {
-		value := []string{"equal", "newer"}[i]
-		txn := statestore.Txn{Fence: &statestore.FenceCheck{Key: f, Token: token}, Ops: []statestore.Op{put("k", value)}}
-		if err := s.Transact(ctx, txn); err != nil {
-			t.Fatalf("Transact with token %d against record 7: %v", token, err)
-		}
-		wantValue(t, s, "k", value)
-	}
-	if err := s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: f, Token: 7}}); err != nil {
-		t.Errorf("fence-only transaction with the current token: %v", err)
-	}
-
-	// A newer claim fences the earlier holder out.
-	if err := s.Fence(ctx, f, 9); err != nil {
-		t.Fatal(err)
-	}
-	wantFenced(t, s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: f, Token: 8}, Ops: []statestore.Op{put("k", "late")}}), f, 8, 9)
-	wantValue(t, s, "k", "newer")
-}
-
-func testAbsentFence(t *testing.T, s statestore.Store) {
-	ctx := t.Context()
-	for i, token := range []uint64{0, 1} {
-		key := []string{"zero", "one"}[i]
-		txn := statestore.Txn{Fence: &statestore.FenceCheck{Key: "fence/none", Token: token}, Ops: []statestore.Op{put(key, "v")}}
-		if err := s.Transact(ctx, txn); err != nil {
-			t.Fatalf("Transact with token %d against an absent fence: %v", token, err)
-		}
-		wantValue(t, s, key, "v")
-	}
-	if err := s.Fence(ctx, "fence/zero", 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Transact(ctx, statestore.Txn{Fence: &statestore.FenceCheck{Key: "fence/zero", Token: 0}, Ops: []statestore.Op{put("z", "v")}}); err != nil {
-		t.Fatalf("Transact with token 0 against a record of 0: %v", err)
-	}
-	wantValue(t, s, "z", "v")
 }
