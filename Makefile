@@ -12,7 +12,7 @@ RACE_PKGS := ./...
 # (single activation and the turn queue's bookkeeping, checked on every turn).
 INVARIANT_PKGS := ./actor/... ./reminders/... ./silo/...
 
-.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean proto
+.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean proto bench-cluster
 
 all: build
 
@@ -66,3 +66,10 @@ clean:
 ## proto: regenerate proto/*/*.pb.go (needs protoc, protoc-gen-go and protoc-gen-go-grpc on PATH; the output is committed)
 proto:
 	cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative placement/placement.proto silo/silo.proto
+
+## bench-cluster: placement figures — ring lookup, one change disseminated to 100 and 500 silos, leader failover (see BENCHMARKS.md)
+bench-cluster:
+	$(GO) test -run '^$$' -bench 'OwnerOf|New' -benchmem ./placement/ring/
+	$(GO) test -run '^$$' -bench Dissemination -benchtime 1x ./placement/service/
+	GRANARY_BENCH_SILOS=500 $(GO) test -run '^$$' -bench Dissemination -benchtime 1x ./placement/service/
+	$(GO) test -run '^$$' -bench LeaderFailover -benchtime 30x ./placement/

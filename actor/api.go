@@ -189,6 +189,11 @@ var (
 	ErrNotActive = errors.New("actor is not active")
 	// ErrNotOwner: this silo does not own the actor under its placement table.
 	ErrNotOwner = errors.New("this silo does not own the actor")
+	// ErrSuspended, wrapped together with ErrNotOwner: this silo may not run
+	// the actor's turns just now (its placement lease lapsed, or the shard is
+	// locked for a moment), but keeps its activations and reminder schedules
+	// and resumes when it may again.
+	ErrSuspended = errors.New("this silo is suspended from serving the actor for now")
 	// ErrFenced: the claim the activation was created under no longer holds
 	// its shard's fence; it may not commit and is deactivated.
 	ErrFenced = errors.New("actor activation is fenced: its shard is claimed by another")

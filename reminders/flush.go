@@ -186,7 +186,7 @@ func (s *Service) prepare(keys []string, batch map[string]pendingWrite) (*pendin
 	if len(p.keys) == 0 {
 		return nil, nil
 	}
-	fence, err := s.fence(s.ctx, p.id)
+	fence, err := s.flushFence(p.id)
 	if err != nil {
 		p.fenceErr = err
 		return p, nil

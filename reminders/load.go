@@ -68,7 +68,9 @@ func (s *Service) loadLoop() {
 				s.rebalance()
 			case typeHosted:
 				s.hosted[ev.name] = true
-				s.load(ev.name)
+				if !s.cfg.ByShard {
+					s.load(ev.name)
+				}
 			case typeUnhosted:
 				delete(s.hosted, ev.name)
 				s.forget(ev.name)

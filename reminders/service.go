@@ -75,6 +75,10 @@ type Config struct {
 	StopTimeout time.Duration
 	// Observe, when set, is called after every fire attempt (for metrics).
 	Observe func(Fire)
+	// ByShard, for a silo of a cluster: a newly hosted type's reminders are
+	// not scanned at once; each shard's are loaded when ShardsGained says
+	// the silo claimed it, and dropped when ShardsLost says it lost it.
+	ByShard bool
 }
 
 // Fire describes one fire attempt, for Config.Observe.
@@ -330,6 +334,9 @@ func (s *Service) owned(ctx context.Context, id actor.ID) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
+	case errors.Is(err, actor.ErrSuspended):
+		// Suspended, not moved: keep the schedule, retry the fire.
+		return false, err
 	case errors.Is(err, actor.ErrNotOwner):
 		return false, nil
 	}

@@ -36,8 +36,11 @@ type Config struct {
 	// RoutingWindow is how long a call to an actor type nobody hosts is
 	// retried while some registered app has not yet been read (default 5s).
 	RoutingWindow time.Duration
-	Clock         clock.Clock
-	Logger        *slog.Logger
+	// Placement, for a silo of a cluster, reports its view of placement for
+	// metadata; nil describes a single silo.
+	Placement func() PlacementStatus
+	Clock     clock.Clock
+	Logger    *slog.Logger
 }
 
 // Reminders is the reminder service as the silo uses it.
@@ -233,6 +236,19 @@ type PlacementStatus struct {
 	// Claim is the claim the silo serves its shards under, as the
 	// Granary-Activation header carries it: "<version>/<silo>/<incarnation>".
 	Claim string `json:"claim,omitempty"`
+
+	// The rest describes a silo of a cluster.
+	Incarnation string `json:"incarnation,omitempty"`
+	Leader      string `json:"leader,omitempty"`
+	// Lease says whether the silo holds a placement lease; without one it
+	// starts no turn and fires no reminder.
+	Lease       *bool  `json:"lease,omitempty"`
+	LeaseLeftMs int64  `json:"leaseLeftMs,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
+	Removed     string `json:"removed,omitempty"`
+	// Shards counts this silo's shards per actor type and state (held,
+	// gaining, losing).
+	Shards map[string]map[string]int `json:"shards,omitempty"`
 }
 
 // Metadata returns the silo's metadata.
@@ -254,6 +270,12 @@ func (s *Silo) Metadata() Metadata {
 	if s.cfg.Reminders != nil {
 		reminders = s.cfg.Reminders.Len()
 	}
+	placement := PlacementStatus{Mode: "single-silo", TableVersion: s.cfg.Claim.Version, Members: []string{s.cfg.ID}, Claim: claim}
+	placementText := "single silo: owns every actor"
+	if s.cfg.Placement != nil {
+		placement = s.cfg.Placement()
+		placementText = "cluster member: owns the shards its table gives it"
+	}
 	return Metadata{
 		ID:             s.cfg.ID,
 		RuntimeVersion: "granary/" + Version,
@@ -261,11 +283,11 @@ func (s *Silo) Metadata() Metadata {
 		ActorRuntime: ActorRuntime{
 			RuntimeStatus: status,
 			HostReady:     !s.rt.Closed(),
-			Placement:     "single silo: owns every actor",
+			Placement:     placementText,
 			ActiveActors:  active,
 		},
 		Apps:       s.cfg.Apps.Apps(),
-		Placement:  PlacementStatus{Mode: "single-silo", TableVersion: s.cfg.Claim.Version, Members: []string{s.cfg.ID}, Claim: claim},
+		Placement:  placement,
 		StateStore: s.cfg.StoreName,
 		Reminders:  reminders,
 	}

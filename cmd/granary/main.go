@@ -2,6 +2,9 @@
 //
 //	granary dev       everything in one process: a single silo, the embedded
 //	                  state store and the gateway, for development
+//	granary placement one node of the Raft-replicated placement service
+//	granary silo      one silo of a cluster: joins placement, hosts actors
+//	granary cluster   a local cluster of real processes (cluster up)
 //	granary version   print the version
 package main
 
@@ -26,8 +29,11 @@ func main() {
 const usage = `granary: a distributed virtual-actor runtime
 
 Usage:
-  granary dev [flags]     run a one-process dev cluster (see granary dev -h)
-  granary version         print the version
+  granary dev [flags]       run a one-process dev cluster (see granary dev -h)
+  granary placement [flags] run one placement node (see granary placement -h)
+  granary silo [flags]      run one silo of a cluster (see granary silo -h)
+  granary cluster up        run a local cluster of processes (see granary cluster up -h)
+  granary version           print the version
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -39,6 +45,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, stderr)
+	case "placement":
+		err = runPlacement(ctx, args[1:], stdout, stderr)
+	case "silo":
+		err = runSilo(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		err = runCluster(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "granary", silo.Version)
 	case "help", "-h", "--help":

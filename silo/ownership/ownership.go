@@ -167,15 +167,36 @@ func (o *Ownership) Claim(_ context.Context, id actor.ID) (statestore.Claim, err
 	switch {
 	case removed != "":
 		return statestore.Claim{}, fmt.Errorf("%w: %w (%s)", actor.ErrNotOwner, ErrRemoved, removed)
-	case sh.phase == held && !sh.locked:
-		if o.cfg.Lease != nil && !o.cfg.Lease() {
-			return statestore.Claim{}, fmt.Errorf("%w: %w", actor.ErrNotOwner, ErrNoLease)
-		}
+	case sh.phase == held && o.cfg.Lease != nil && !o.cfg.Lease():
+		return statestore.Claim{}, fmt.Errorf("%w: %w: %w", actor.ErrNotOwner, actor.ErrSuspended, ErrNoLease)
+	case sh.phase == held && sh.locked:
+		return statestore.Claim{}, fmt.Errorf("%w: %w: %w (shard %d of %s is locked for a table change)", actor.ErrNotOwner, actor.ErrSuspended, ErrHandover, s, id.Type)
+	case sh.phase == held:
 		return sh.claim, nil
 	case sh.phase == notOurs:
 		return statestore.Claim{}, fmt.Errorf("%w: %w", actor.ErrNotOwner, ErrElsewhere)
 	}
 	return statestore.Claim{}, fmt.Errorf("%w: %w (shard %d of %s is %s)", actor.ErrNotOwner, ErrHandover, s, id.Type, sh.phase)
+}
+
+// HeldClaim is the claim of id's shard while this silo still holds its fence
+// record under a lease, including while it hands the shard over (for the
+// last reminder writes); it implements reminders.HeldClaimer.
+func (o *Ownership) HeldClaim(id actor.ID) (statestore.Claim, bool) {
+	s := statestore.ShardOf(id.Type, id.ID)
+	o.mu.RLock()
+	var sh shard
+	if ts := o.types[id.Type]; ts != nil && o.removed == "" {
+		sh = ts.shards[s]
+	}
+	o.mu.RUnlock()
+	if sh.phase != held && sh.phase != losing {
+		return statestore.Claim{}, false
+	}
+	if o.cfg.Lease != nil && !o.cfg.Lease() {
+		return statestore.Claim{}, false
+	}
+	return sh.claim, true
 }
 
 // Phase applies one phase of a round; it implements the phase part of

@@ -243,7 +243,7 @@ func TestLeaseLapseSuspendsAndResumesInPlace(t *testing.T) {
 	eventually(t, 5*time.Second, "claimed", func() bool { return claimed(a, id) })
 	before, _ := a.o.Claim(context.Background(), id)
 	a.lease.Store(false)
-	if _, err := a.o.Claim(context.Background(), id); !errors.Is(err, ErrNoLease) || !errors.Is(err, actor.ErrNotOwner) {
+	if _, err := a.o.Claim(context.Background(), id); !errors.Is(err, ErrNoLease) || !errors.Is(err, actor.ErrNotOwner) || !errors.Is(err, actor.ErrSuspended) {
 		t.Fatalf("claim without a lease: %v", err)
 	}
 	a.lease.Store(true)

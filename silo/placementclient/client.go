@@ -256,7 +256,7 @@ func (c *Client) session(ctx context.Context, addr string) (redirect string, err
 	select {
 	case err := <-recvErr:
 		if errors.Is(err, errNotLeader) {
-			return redirectTo, nil
+			return notLeader(addr, redirectTo)
 		}
 		return "", err
 	default:
@@ -280,7 +280,7 @@ func (c *Client) session(ctx context.Context, addr string) (redirect string, err
 			return "", ctx.Err()
 		case err := <-recvErr:
 			if errors.Is(err, errNotLeader) {
-				return redirectTo, nil
+				return notLeader(addr, redirectTo)
 			}
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the leader closed the stream")
@@ -302,6 +302,15 @@ func (c *Client) session(ctx context.Context, addr string) (redirect string, err
 }
 
 var errNotLeader = errors.New("not the leader")
+
+// notLeader is a session's outcome when addr is a follower: the leader it
+// names, or an error when it knows none yet (an election is under way).
+func notLeader(addr, leader string) (string, error) {
+	if leader == "" || leader == addr {
+		return "", fmt.Errorf("%s is not the leader and knows no leader yet", addr)
+	}
+	return leader, nil
+}
 
 func (c *Client) applyPhases(ctx context.Context, phases <-chan *pb.RoundPhase, send func(*pb.SiloMessage) error, done chan<- struct{}) {
 	defer close(done)

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/granaryhq/granary/placement"
+	"github.com/granaryhq/granary/placement/membership"
+	"github.com/granaryhq/granary/placement/service"
+	pb "github.com/granaryhq/granary/proto/placement"
+)
+
+type placementFlags struct {
+	id, raftAddr, grpcAddr, httpAddr, dataDir, clusterID, peers string
+	logLevel, logFormat                                         string
+	faultyHost, lease, phase                                    time.Duration
+}
+
+func parsePlacementFlags(args []string, stderr io.Writer) (*placementFlags, error) {
+	f := &placementFlags{}
+	fs := flag.NewFlagSet("granary placement", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.id, "id", "", "this node's Raft server ID (required; never changes across restarts)")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7001", "host:port of this node's Raft transport, as the other nodes reach it")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7101", "host:port silos connect to")
+	fs.StringVar(&f.httpAddr, "http-addr", "", "host:port of the status endpoint (GET /status); off when empty")
+	fs.StringVar(&f.dataDir, "data-dir", "./.granary-placement", "directory of the Raft log, stable store, snapshots and cluster ID")
+	fs.StringVar(&f.clusterID, "cluster-id", "", "the cluster's ID: made at the first bootstrap when empty; pass the old one to bootstrap again after the Raft data is lost")
+	fs.StringVar(&f.peers, "peers", "", "every placement node as id=raftaddr,... (needed at the first start: bootstraps a 1-, 3- or 5-node cluster)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.faultyHost, "faulty-host-timeout", membership.DefaultFaultyHostTimeout, "a silo not heard from for this long is removed")
+	fs.DurationVar(&f.lease, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps a silo's lease (shorter than --faulty-host-timeout)")
+	fs.DurationVar(&f.phase, "phase-timeout", membership.DefaultPhaseTimeout, "a silo that does not acknowledge a dissemination phase within this long is removed")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: granary placement [flags]\n\nRuns one node of the placement service (Raft-replicated membership and tables).\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "granary placement: unexpected argument %q\n", fs.Arg(0))
+		return nil, errUsage
+	}
+	if f.id == "" {
+		return nil, errors.New("granary placement: --id is required")
+	}
+	return f, nil
+}
+
+func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parsePlacementFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	mcfg := membership.Config{FaultyHostTimeout: f.faultyHost, LeasePeriod: f.lease, PhaseTimeout: f.phase}
+	if err := mcfg.Validate(); err != nil {
+		return err
+	}
+	var peers []placement.Peer
+	if f.peers != "" {
+		if peers, err = placement.ParsePeers(f.peers, f.id); err != nil {
+			return fmt.Errorf("--peers: %w", err)
+		}
+	}
+	lis, err := net.Listen("tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	node, err := placement.Open(placement.Config{ID: f.id, RaftAddr: f.raftAddr, GRPCAddr: f.grpcAddr,
+		DataDir: f.dataDir, ClusterID: f.clusterID, Peers: peers, Logger: log})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer node.Close()
+	svc := service.New(node, mcfg, log)
+	defer svc.Close()
+	srv := grpc.NewServer()
+	pb.RegisterPlacementServer(srv, svc)
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	if f.httpAddr != "" {
+		hl, err := net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(svc.Status())
+		})
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(hl)
+		defer hs.Close()
+	}
+	fmt.Fprintf(stdout, "granary placement %s: raft %s, silos connect to %s", f.id, f.raftAddr, f.grpcAddr)
+	if f.httpAddr != "" {
+		fmt.Fprintf(stdout, ", status at http://%s/status", f.httpAddr)
+	}
+	fmt.Fprintln(stdout)
+	select {
+	case <-ctx.Done():
+		log.Info("stopping placement node", "id", f.id)
+		return nil
+	case <-node.Done():
+		return fmt.Errorf("placement node stopped: %w", node.Err())
+	}
+}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/placement/membership"
+	"github.com/granaryhq/granary/placement/table"
+	silopb "github.com/granaryhq/granary/proto/silo"
+	"github.com/granaryhq/granary/reminders"
+	"github.com/granaryhq/granary/silo"
+	"github.com/granaryhq/granary/silo/forward"
+	"github.com/granaryhq/granary/silo/ownership"
+	"github.com/granaryhq/granary/silo/placementclient"
+	"github.com/granaryhq/granary/silo/router"
+	"github.com/granaryhq/granary/statestore/boltstore"
+)
+
+type siloFlags struct {
+	id             string
+	placement      string
+	host           string
+	httpPort       int
+	internalAddr   string
+	apps           appFlag
+	appID          string
+	stateStore     string
+	apiToken       string
+	appToken       string
+	logLevel       string
+	logFormat      string
+	maxBodySize    int
+	turnWait       time.Duration
+	appCallTimeout time.Duration
+	shutdownGrace  time.Duration
+	routingWindow  time.Duration
+	leasePeriod    time.Duration
+	heartbeat      time.Duration
+}
+
+func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
+	f := &siloFlags{}
+	fs := flag.NewFlagSet("granary silo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.id, "id", "", "this silo's ID, stable across restarts (default: the host name and the internal port)")
+	fs.StringVar(&f.placement, "placement", "127.0.0.1:7101", "gRPC addresses of the placement nodes, host:port,...")
+	fs.StringVar(&f.host, "http-host", "127.0.0.1", "address the gateway listens on (0.0.0.0 for all interfaces)")
+	fs.IntVar(&f.httpPort, "http-port", 3500, "gateway HTTP port")
+	fs.StringVar(&f.internalAddr, "internal-addr", "127.0.0.1:7500", "host:port of the silo-to-silo gRPC service, as other silos reach it")
+	fs.Var(&f.apps, "app-url", "base URL of an app serving actor callbacks, as [id=]http://host:port (repeatable)")
+	fs.StringVar(&f.appID, "app-id", "app", "ID of the app given by a single --app-url without id=")
+	fs.StringVar(&f.stateStore, "state-store", "", "the cluster's shared state store: redis://[user:pass@]host:port/db (rediss:// for TLS); required")
+	fs.StringVar(&f.apiToken, "api-token", "", "require this token in the dapr-api-token header of every API call")
+	fs.StringVar(&f.appToken, "app-token", "", "send this token as dapr-api-token on every call to apps")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.IntVar(&f.maxBodySize, "max-body-size", 4<<20, "largest request or app response body, in bytes")
+	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
+	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	fs.DurationVar(&f.routingWindow, "routing-window", router.DefaultRoutingWindow, "how long a call waits for its actor's owner to be reachable before 503 (or 404 when no silo hosts the type)")
+	fs.DurationVar(&f.leasePeriod, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps the lease; must equal the placement nodes' --lease-period")
+	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 250*time.Millisecond, "how often the silo heartbeats to the placement leader")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: granary silo [flags]\n\nRuns one silo of a cluster: it joins placement, hosts the actors of its apps, and serves the gateway.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "granary silo: unexpected argument %q\n", fs.Arg(0))
+		return nil, errUsage
+	}
+	if f.httpPort < 0 || f.httpPort > 65535 {
+		return nil, fmt.Errorf("--http-port %d is not a port", f.httpPort)
+	}
+	if _, _, err := net.SplitHostPort(f.internalAddr); err != nil {
+		return nil, fmt.Errorf("--internal-addr %q: %w", f.internalAddr, err)
+	}
+	switch strings.ToLower(strings.TrimSpace(f.stateStore)) {
+	case "", "bbolt", "embedded":
+		return nil, errors.New("granary silo: --state-store must name the cluster's shared store (redis://host:port/db): " +
+			"the embedded store belongs to one process, so a silo's actors could not fail over to another silo without losing their state")
+	}
+	if f.id == "" {
+		_, port, _ := net.SplitHostPort(f.internalAddr)
+		p, _ := strconv.Atoi(port)
+		f.id = defaultSiloID(p)
+	}
+	if err := checkSiloID(f.id); err != nil {
+		return nil, fmt.Errorf("--id %q: %w", f.id, err)
+	}
+	if f.leasePeriod <= f.heartbeat*2 {
+		return nil, fmt.Errorf("--lease-period %v must be well over two --heartbeat-interval (%v)", f.leasePeriod, f.heartbeat)
+	}
+	seen := map[string]bool{}
+	for i := range f.apps {
+		if f.apps[i].id == "" {
+			f.apps[i].id = f.appID
+			if i > 0 {
+				f.apps[i].id = f.appID + "-" + strconv.Itoa(i+1)
+			}
+		}
+		if seen[f.apps[i].id] {
+			return nil, fmt.Errorf("--app-url: app id %q given twice", f.apps[i].id)
+		}
+		seen[f.apps[i].id] = true
+	}
+	return f, nil
+}
+
+// siloHooks hands shards between the ownership record, the runtime and the
+// reminder service.
+type siloHooks struct {
+	rt  *actor.Runtime
+	rem *reminders.Service
+	log *slog.Logger
+}
+
+func (h *siloHooks) Lose(ctx context.Context, actorType string, shards []int) {
+	h.rt.DeactivateShards(ctx, actorType, shards)
+	h.rem.ShardsLost(ctx, actorType, shards)
+}
+
+func (h *siloHooks) Gained(ctx context.Context, actorType string, shards []int) {
+	if err := h.rem.ShardsGained(ctx, actorType, shards); err != nil {
+		h.log.Error("loading the reminders of gained shards failed", "type", actorType, "err", err)
+	}
+}
+
+// siloHandler is the placement client's handler: the ownership record, plus
+// dropping connections to silos that left the table.
+type siloHandler struct {
+	*ownership.Ownership
+	fwd *forward.Client
+}
+
+func (h siloHandler) Phase(ctx context.Context, round uint64, p membership.Phase, t *table.Table) error {
+	if err := h.Ownership.Phase(ctx, round, p, t); err != nil {
+		return err
+	}
+	if p == membership.PhaseUnlock {
+		addrs := make([]string, 0, len(t.Members))
+		for _, m := range t.Members {
+			addrs = append(addrs, m.InternalAddr)
+		}
+		h.fwd.Retain(addrs)
+	}
+	return nil
+}
+
+func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseSiloFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	store, storeName, err := openStore(ctx, f.stateStore, "", log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if _, embedded := store.(*boltstore.Store); embedded {
+		return errors.New("granary silo: the embedded store cannot be shared by a cluster")
+	}
+
+	incarnation := actor.NewIncarnation()
+	self := table.Owner{ID: f.id, Incarnation: incarnation}
+	hooks := &siloHooks{log: log}
+	// The placement client is made once the apps have registered (its
+	// heartbeats name their types); until then the silo has no lease.
+	var clientRef atomic.Pointer[placementclient.Client]
+	var rt *actor.Runtime
+	own := ownership.New(ownership.Config{
+		Self: self, Store: store, Hooks: hooks, Logger: log,
+		Lease: func() bool {
+			c := clientRef.Load()
+			if c == nil {
+				return false
+			}
+			ok, _ := c.Lease()
+			return ok
+		},
+		ReportNewer: func(v uint64, key string) {
+			if c := clientRef.Load(); c != nil {
+				c.ReportClaimRefused(v, key)
+			}
+		},
+		DrainTimeout: func(actorType string) time.Duration { return rt.DrainTimeout(actorType) },
+	})
+	defer own.Close()
+	rt, err = actor.New(actor.Config{Store: store, Placement: own, Logger: log, TurnWait: f.turnWait})
+	if err != nil {
+		return err
+	}
+	hooks.rt = rt
+	apps := callback.NewRegistry(rt, callback.Options{
+		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
+	})
+	rem, err := reminders.New(reminders.Config{Store: store, Actors: rt, Logger: log, ByShard: true})
+	if err != nil {
+		return err
+	}
+	rt.SetReminders(rem)
+	hooks.rem = rem
+
+	httpAddr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
+	fwd := forward.NewClient(log)
+	defer fwd.Close()
+	s, err := silo.New(silo.Config{ID: f.id, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log,
+		RoutingWindow: f.routingWindow,
+		Placement: func() silo.PlacementStatus {
+			return clusterPlacementStatus(own, clientRef.Load(), incarnation)
+		}})
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log,
+		Cluster: router.New(self, own, fwd, f.routingWindow)})
+
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("gateway cannot listen on %s: %w (choose another --http-port)", httpAddr, err)
+	}
+	internal, err := net.Listen("tcp", f.internalAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--internal-addr %s: %w", f.internalAddr, err)
+	}
+	grpcSrv := grpc.NewServer(forward.ServerOptions()...)
+	silopb.RegisterSiloServer(grpcSrv, forward.NewServer(gw.Handler(), log))
+	go grpcSrv.Serve(internal)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gw.Serve(ln) }()
+
+	for _, app := range f.apps {
+		if err := apps.Register(ctx, app.id, app.url, false); err != nil {
+			grpcSrv.Stop()
+			return err
+		}
+	}
+	publicHTTP := ln.Addr().String()
+	client := placementclient.New(placementclient.Config{
+		Addrs: strings.Split(f.placement, ","),
+		Member: func() table.Member {
+			var types []string
+			for _, st := range rt.Stats() {
+				if st.Available {
+					types = append(types, st.Type)
+				}
+			}
+			var ids []string
+			for _, a := range apps.Apps() {
+				ids = append(ids, a.ID)
+			}
+			slices.Sort(types)
+			return table.Member{ID: f.id, Incarnation: incarnation, InternalAddr: f.internalAddr,
+				HTTPAddr: publicHTTP, Types: types, AppIDs: ids}
+		},
+		Load: func() int64 {
+			var n int64
+			for _, st := range rt.Stats() {
+				n += int64(st.Active)
+			}
+			return n
+		},
+		TableVersion: func() uint64 {
+			if t := own.Table(); t != nil {
+				return t.Version
+			}
+			return 0
+		},
+		Handler:           siloHandler{Ownership: own, fwd: fwd},
+		HeartbeatInterval: f.heartbeat,
+		LeasePeriod:       f.leasePeriod,
+		Logger:            log,
+	})
+	clientRef.Store(client)
+	cctx, stopClient := context.WithCancel(context.Background())
+	clientDone := make(chan struct{})
+	go func() {
+		defer close(clientDone)
+		_ = client.Run(cctx)
+	}()
+	fmt.Fprintf(stdout, "\nGranary silo %s (incarnation %s) is up; it serves actors once placement gives it a table and a lease.\n"+
+		"  gateway:   http://%s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, publicHTTP, f.internalAddr, f.placement, storeName)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining actors")
+	case err := <-serveErr:
+		stopClient()
+		grpcSrv.Stop()
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		// Drain while still a member, so calls for this silo's actors
+		// finish; then leave placement (it removes the silo after the
+		// faulty-host timeout and gives its shards away).
+		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
+		stopClient()
+		<-clientDone
+		grpcSrv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("stopped")
+		return nil
+	case <-time.After(f.shutdownGrace + 5*time.Second):
+		return errors.New("shutdown did not finish in time; exiting anyway")
+	}
+}
+
+// clusterPlacementStatus is the metadata view of a cluster silo.
+func clusterPlacementStatus(own *ownership.Ownership, client *placementclient.Client, incarnation string) silo.PlacementStatus {
+	st := silo.PlacementStatus{Mode: "cluster", Incarnation: incarnation}
+	ost := own.Status()
+	st.TableVersion, st.Removed, st.Shards = ost.TableVersion, ost.Removed, ost.Shards
+	if t := own.Table(); t != nil {
+		for _, m := range t.Members {
+			st.Members = append(st.Members, m.ID)
+		}
+	}
+	if client != nil {
+		cs := client.Status()
+		lease := cs.Lease
+		st.Lease, st.LeaseLeftMs, st.Leader, st.LastError = &lease, cs.LeaseLeft.Milliseconds(), cs.Leader, cs.LastError
+	}
+	return st
+}
