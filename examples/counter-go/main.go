@@ -6,7 +6,15 @@
 //
 // Environment: APP_HOST (default 127.0.0.1) and APP_PORT (3000) to listen on;
 // DAPR_HTTP_PORT (3500) or GRANARY_URL (the sidecar's full base URL);
-// DAPR_API_TOKEN, sent to the sidecar; APP_API_TOKEN, required from callers.
+// DAPR_API_TOKEN, sent to the sidecar; APP_API_TOKEN, required from callers;
+// COUNTER_TRACE=1 logs every turn and deactivation with its activation
+// (start and end times, the Granary-Activation header), which the cluster
+// tests read to check that no two activations of one actor overlapped.
+//
+// The app caches each count for the activation that read it: Granary names
+// the activation of every call in the Granary-Activation header, so a count
+// cached under an earlier activation (the actor ran elsewhere since) is read
+// again from actor state rather than trusted.
 package main
 
 import (
@@ -58,10 +66,11 @@ type config struct {
 	sidecarURL string // base URL of the sidecar, without a trailing slash
 	daprToken  string // sent to the sidecar as dapr-api-token
 	appToken   string // required from callers as dapr-api-token
+	trace      bool   // log every turn and deactivation
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
-	cfg := config{daprToken: getenv("DAPR_API_TOKEN"), appToken: getenv("APP_API_TOKEN")}
+	cfg := config{daprToken: getenv("DAPR_API_TOKEN"), appToken: getenv("APP_API_TOKEN"), trace: getenv("COUNTER_TRACE") == "1"}
 	port := cmp.Or(getenv("APP_PORT"), "3000")
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return config{}, fmt.Errorf("APP_PORT %q is not a port number", port)
@@ -115,8 +124,17 @@ type counterApp struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	counts map[string]int64 // the count of each actor read or written so far
+	counts map[string]cachedCount // the count of each actor read or written so far
 }
+
+// cachedCount is a count as the activation that read or wrote it knows it.
+type cachedCount struct {
+	activation string // the Granary-Activation header of its calls
+	n          int64
+}
+
+// headerActivation names the activation a call of Granary's runs on.
+const headerActivation = "Granary-Activation"
 
 func newCounterApp(cfg config, log *slog.Logger) *counterApp {
 	return &counterApp{cfg: cfg, client: &http.Client{
@@ -124,7 +142,7 @@ func newCounterApp(cfg config, log *slog.Logger) *counterApp {
 		// Turns run concurrently on many actors; keep a connection to the
 		// sidecar for each instead of net/http's default of two.
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
-	}, log: log, counts: map[string]int64{}}
+	}, log: log, counts: map[string]cachedCount{}}
 }
 
 // handler routes the actor callback protocol. Any other route is a 404.
@@ -156,20 +174,26 @@ func (a *counterApp) handler() http.Handler {
 // method runs one actor method: increment (optional body {"by": n}), get or reset.
 func (a *counterApp) method(w http.ResponseWriter, r *http.Request) {
 	id, method := r.PathValue("id"), r.PathValue("method")
+	act := r.Header.Get(headerActivation)
+	start := time.Now()
 	var n int64
 	var err error
 	switch method {
 	case "increment":
 		var body map[string]any
 		if body, err = readObject(w, r); err == nil {
-			n, err = a.increment(r.Context(), id, body["by"])
+			n, err = a.increment(r.Context(), id, act, body["by"])
 		}
 	case "get":
-		n, err = a.load(r.Context(), id)
+		n, err = a.load(r.Context(), id, act)
 	case "reset":
-		err = a.save(r.Context(), id, 0)
+		err = a.save(r.Context(), id, act, 0)
 	default:
 		err = &httpError{http.StatusNotFound, fmt.Sprintf("Counter has no method %q", method)}
+	}
+	if a.cfg.trace {
+		a.log.Info("turn", "actor", id, "method", method, "activation", act,
+			"start", start.UnixNano(), "end", time.Now().UnixNano(), "count", n, "ok", err == nil)
 	}
 	a.reply(w, n, err)
 }
@@ -193,7 +217,7 @@ func (a *counterApp) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	data, _ := json.Marshal(body["data"]) // values decoded from JSON always marshal
 	a.log.Info(what, "actor", id, "name", name, "data", string(data))
-	n, err := a.increment(r.Context(), id, nil)
+	n, err := a.increment(r.Context(), id, r.Header.Get(headerActivation), nil)
 	a.reply(w, n, err)
 }
 
@@ -202,11 +226,14 @@ func (a *counterApp) deactivate(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	delete(a.counts, r.PathValue("id"))
 	a.mu.Unlock()
+	if a.cfg.trace {
+		a.log.Info("deactivated", "actor", r.PathValue("id"), "activation", r.Header.Get(headerActivation), "at", time.Now().UnixNano())
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
 // increment adds by (nil means 1) to the actor's count and saves it.
-func (a *counterApp) increment(ctx context.Context, id string, by any) (int64, error) {
+func (a *counterApp) increment(ctx context.Context, id, act string, by any) (int64, error) {
 	step := int64(1)
 	if by != nil {
 		var ok bool
@@ -214,25 +241,27 @@ func (a *counterApp) increment(ctx context.Context, id string, by any) (int64, e
 			return 0, &httpError{http.StatusBadRequest, `"by" must be an integer within ±(2^53-1)`}
 		}
 	}
-	n, err := a.load(ctx, id)
+	n, err := a.load(ctx, id, act)
 	if err != nil {
 		return 0, err
 	}
 	if n += step; n > maxSafeInt || n < -maxSafeInt {
 		return 0, &httpError{http.StatusBadRequest, "the count would leave ±(2^53-1)"}
 	}
-	return n, a.save(ctx, id, n)
+	return n, a.save(ctx, id, act, n)
 }
 
-// load returns the actor's count: from the cache, else from actor state
-// (GET .../state/count answers 200 with the value, or 204 when absent).
-func (a *counterApp) load(ctx context.Context, id string) (int64, error) {
+// load returns the actor's count: from the cache when this activation put
+// it there, else from actor state (GET .../state/count answers 200 with the
+// value, or 204 when absent).
+func (a *counterApp) load(ctx context.Context, id, act string) (int64, error) {
 	a.mu.Lock()
-	n, ok := a.counts[id]
+	c, ok := a.counts[id]
 	a.mu.Unlock()
-	if ok {
-		return n, nil
+	if ok && c.activation == act {
+		return c.n, nil
 	}
+	var n int64
 	status, body, err := a.sidecar(ctx, http.MethodGet, "/v1.0/actors/Counter/"+url.PathEscape(id)+"/state/count", nil)
 	switch {
 	case err != nil:
@@ -249,14 +278,14 @@ func (a *counterApp) load(ctx context.Context, id string) (int64, error) {
 		return 0, fmt.Errorf("reading count: sidecar answered %d: %s", status, body)
 	}
 	a.mu.Lock()
-	a.counts[id] = n
+	a.counts[id] = cachedCount{activation: act, n: n}
 	a.mu.Unlock()
 	return n, nil
 }
 
 // save writes the count with an actor state transaction and, only once the
 // sidecar has accepted it (204), updates the cache.
-func (a *counterApp) save(ctx context.Context, id string, n int64) error {
+func (a *counterApp) save(ctx context.Context, id, act string, n int64) error {
 	tx := fmt.Appendf(nil, `[{"operation":"upsert","request":{"key":"count","value":%d}}]`, n)
 	status, body, err := a.sidecar(ctx, http.MethodPost, "/v1.0/actors/Counter/"+url.PathEscape(id)+"/state", tx)
 	if err != nil {
@@ -266,7 +295,7 @@ func (a *counterApp) save(ctx context.Context, id string, n int64) error {
 		return fmt.Errorf("saving count: sidecar answered %d: %s", status, body)
 	}
 	a.mu.Lock()
-	a.counts[id] = n
+	a.counts[id] = cachedCount{activation: act, n: n}
 	a.mu.Unlock()
 	return nil
 }

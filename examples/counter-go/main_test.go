@@ -408,3 +408,30 @@ func FuzzIncrementBody(f *testing.F) {
 		}
 	})
 }
+
+func TestCountCachedUnderAnotherActivationIsReadAgain(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	h, _ := newTestApp(config{sidecarURL: srv.URL})
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/increment", "", headerActivation, "1/s1/x"), 1)
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/increment", "", headerActivation, "1/s1/x"), 2)
+	// The actor ran on another silo meanwhile (this app was not told it
+	// was deactivated): its count moved on in actor state.
+	side.set("a", "10")
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/increment", "", headerActivation, "3/s1/y"), 11)
+	if reads, _ := side.snapshot(); reads != 2 {
+		t.Errorf("state reads = %d, want 2 (one per activation)", reads)
+	}
+}
+
+func TestTraceLogsTurnsAndDeactivations(t *testing.T) {
+	_, srv := newFakeSidecar(t)
+	h, logs := newTestApp(config{sidecarURL: srv.URL, trace: true})
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/increment", "", headerActivation, "2/s1/x"), 1)
+	call(h, "DELETE", "/actors/Counter/a", "", headerActivation, "2/s1/x")
+	out := logs.String()
+	for _, want := range []string{"msg=turn actor=a method=increment activation=2/s1/x", "count=1 ok=true", "msg=deactivated actor=a activation=2/s1/x"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("trace lacks %q:\n%s", want, out)
+		}
+	}
+}
