@@ -145,10 +145,29 @@ func (h *siloHooks) Gained(ctx context.Context, actorType string, shards []int) 
 }
 
 // siloHandler is the placement client's handler: the ownership record, plus
-// dropping connections to silos that left the table.
+// dropping connections to silos that left the table and stopping the process
+// once placement removed or refused it.
 type siloHandler struct {
 	*ownership.Ownership
-	fwd *forward.Client
+	fwd  *forward.Client
+	gone chan<- string
+}
+
+func (h siloHandler) Removed(reason string) {
+	h.Ownership.Removed(reason)
+	h.leave("placement removed this silo from the cluster (" + reason + "); restart it to rejoin as a new process")
+}
+
+func (h siloHandler) Rejected(reason string) {
+	h.Ownership.Rejected(reason)
+	h.leave("placement refused this silo: " + reason)
+}
+
+func (h siloHandler) leave(why string) {
+	select {
+	case h.gone <- why:
+	default:
+	}
 }
 
 func (h siloHandler) Phase(ctx context.Context, round uint64, p membership.Phase, t *table.Table) error {
@@ -260,6 +279,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	publicHTTP := ln.Addr().String()
+	gone := make(chan string, 1)
 	client := placementclient.New(placementclient.Config{
 		Addrs: strings.Split(f.placement, ","),
 		Member: func() table.Member {
@@ -290,7 +310,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			return 0
 		},
-		Handler:           siloHandler{Ownership: own, fwd: fwd},
+		Handler:           siloHandler{Ownership: own, fwd: fwd, gone: gone},
 		HeartbeatInterval: f.heartbeat,
 		LeasePeriod:       f.leasePeriod,
 		Logger:            log,
@@ -305,9 +325,15 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "\nGranary silo %s (incarnation %s) is up; it serves actors once placement gives it a table and a lease.\n"+
 		"  gateway:   http://%s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, publicHTTP, f.internalAddr, f.placement, storeName)
 
+	var exitErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down: draining actors")
+	case why := <-gone:
+		// A removed process serves nothing more (its shards are claimed
+		// elsewhere); it exits so a supervisor restarts it as a new one.
+		log.Error("leaving: "+why, "silo", f.id, "incarnation", incarnation)
+		exitErr = errors.New(why)
 	case err := <-serveErr:
 		stopClient()
 		grpcSrv.Stop()
@@ -327,7 +353,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	select {
 	case <-done:
 		log.Info("stopped")
-		return nil
+		return exitErr
 	case <-time.After(f.shutdownGrace + 5*time.Second):
 		return errors.New("shutdown did not finish in time; exiting anyway")
 	}

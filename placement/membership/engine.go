@@ -449,10 +449,14 @@ func (e *Engine) PhaseAck(now time.Time, o table.Owner, id uint64, p Phase) {
 }
 
 // ClaimRefused handles a silo's report that a shard claim of its was refused
-// by a record of this cluster at version newer: the next table must be past it.
+// by a record of this cluster at version newer: when that is past the
+// committed table (placement data was lost), the next table must be past it.
 func (e *Engine) ClaimRefused(now time.Time, newer uint64) {
 	e.advance(now)
-	if newer < e.committed.Version || newer <= e.pending.jump {
+	// A record at a version the table has reached is no sign of lost
+	// placement data: the claimant was behind (a claim of an older table
+	// racing a newer owner), not the table.
+	if newer <= e.committed.Version || newer <= e.pending.jump {
 		return
 	}
 	if e.pending.empty() {

@@ -589,3 +589,16 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestClaimRefusedByAVersionTheTableHasReachedChangesNothing(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := newCluster(h)
+	c.add(member("a", "1"))
+	c.run(2 * time.Second)
+	v := h.tbl.Version
+	h.e.ClaimRefused(h.now, v)
+	c.run(time.Second)
+	if h.tbl.Version != v {
+		t.Fatalf("a refusal by the committed version %d bumped the table to %d", v, h.tbl.Version)
+	}
+}

@@ -461,31 +461,52 @@ func (o *Ownership) free(t *table.Table, it statestore.Item) bool {
 // claim claims shards for c and returns those refused.
 func (o *Ownership) claim(t *table.Table, typ string, c statestore.Claim, shards []int, keys []string) (refusedShards []int) {
 	errs := statestore.ClaimShards(o.ctx, o.cfg.Store, keys, c, false)
-	var won []int
+	var won, stale []int
 	o.mu.Lock()
+	current := o.tbl == t
 	ts := o.typeOf(typ)
 	for i, s := range shards {
 		err := errs[i]
 		sh := &ts.shards[s]
 		if err == nil {
-			if o.tbl == t && sh.phase == gaining {
+			if current && sh.phase == gaining {
 				sh.phase, sh.claim = held, c
 				won = append(won, s)
+			} else {
+				// A newer table arrived while this claim was under way and
+				// the shard is not ours under it: give the record up, or
+				// its new owner would wait for the drain timeout.
+				stale = append(stale, s)
 			}
 			continue
 		}
 		var refused *statestore.ClaimRefusedError
-		if errors.As(err, &refused) {
+		switch {
+		case errors.As(err, &refused) && !current:
+			// A claim of an outdated table lost to the newer table's
+			// owner, as it should: nothing to report.
+			refusedShards = append(refusedShards, s)
+		case errors.As(err, &refused):
 			if refused.Newer && o.cfg.ReportNewer != nil {
 				o.cfg.ReportNewer(refused.Holder.Version, keys[i])
 			}
 			o.log.Error("shard claim refused", "type", typ, "shard", s, "err", err)
 			refusedShards = append(refusedShards, s)
-		} else {
+		default:
 			o.log.Warn("shard claim failed; retrying", "type", typ, "shard", s, "err", err)
 		}
 	}
 	o.mu.Unlock()
+	for _, s := range stale {
+		err := statestore.ReleaseShard(o.ctx, o.cfg.Store, statestore.ShardFenceKey(typ, s), c)
+		switch {
+		case errors.Is(err, statestore.ErrFenced):
+			// The new owner claimed it already: nothing to give up.
+			o.log.Debug("a shard claimed under an outdated table is someone else's now", "type", typ, "shard", s)
+		case err != nil:
+			o.log.Warn("releasing a shard claimed under an outdated table failed", "type", typ, "shard", s, "err", err)
+		}
+	}
 	if len(won) > 0 {
 		o.cfg.Hooks.Gained(o.ctx, typ, won)
 	}

@@ -297,3 +297,53 @@ func TestRemovedSiloServesNothing(t *testing.T) {
 		return a.h.lost["T"] == statestore.ShardCount
 	})
 }
+
+// gatedStore holds the first TransactMany until gate is closed.
+type gatedStore struct {
+	statestore.Store
+	once    sync.Once
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedStore) TransactMany(ctx context.Context, txns []statestore.Txn) []error {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.entered)
+		<-g.gate
+	}
+	return g.Store.(statestore.MultiTransactor).TransactMany(ctx, txns)
+}
+
+func TestAClaimOfAnOutdatedTableIsGivenUp(t *testing.T) {
+	store := &gatedStore{Store: memstore.New(), entered: make(chan struct{}), gate: make(chan struct{})}
+	a := newSilo(t, store, "a", time.Hour)
+	b := newSilo(t, store, "b", time.Hour)
+	t1 := tableOf(t, 1, a)
+	round(t, t1, a) // a starts claiming everything under v1, and is held in the store
+	<-store.entered
+	// v2 gives b part of the shards before a's v1 claims land.
+	t2 := tableOf(t, 2, a, b)
+	moved := actorOn(t, t2, b)
+	for _, p := range []membership.Phase{membership.PhaseLock, membership.PhaseUpdate} {
+		for _, s := range []*silo{a, b} {
+			if err := s.o.Phase(context.Background(), 2, p, t2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(store.gate)
+	key := statestore.ShardFenceKey("T", statestore.ShardOf(moved.Type, moved.ID))
+	eventually(t, 5*time.Second, "a's outdated claim reaches the store", func() bool {
+		_, err := store.Get(context.Background(), key)
+		return err == nil
+	})
+	for _, s := range []*silo{a, b} {
+		if err := s.o.Phase(context.Background(), 2, membership.PhaseUnlock, t2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 3*time.Second, "b claims the moved shard (a gave up its outdated claim)", func() bool { return claimed(b, moved) })
+	eventually(t, 3*time.Second, "a claims what v2 leaves it", func() bool { return claimed(a, actorOn(t, t2, a)) })
+}

@@ -147,9 +147,13 @@ func (c *Client) Run(ctx context.Context) error {
 			next++
 		}
 		hint = ""
-		redirect, err := c.session(ctx, addr)
+		redirect, connected, err := c.session(ctx, addr)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if connected {
+			// Each outage is reported once, at its start.
+			waiting = false
 		}
 		if redirect != "" {
 			hint = redirect
@@ -158,7 +162,10 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Lock()
 		c.lastErr = fmt.Sprintf("%s: %v", addr, err)
 		c.mu.Unlock()
-		if !waiting {
+		if connected {
+			c.log.Warn("lost the placement leader; looking for it", "addr", addr, "err", err)
+			waiting = true
+		} else if !waiting {
 			c.log.Warn("placement unreachable; waiting for it (no turns start without a lease)", "addr", addr, "err", err)
 			waiting = true
 		} else {
@@ -175,8 +182,13 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // session runs one stream to addr. It returns the leader's address when addr
-// is a follower that knows it.
-func (c *Client) session(ctx context.Context, addr string) (redirect string, err error) {
+// is a follower that knows it, and whether it served as the leader.
+func (c *Client) session(ctx context.Context, addr string) (redirect string, connected bool, err error) {
+	redirect, err = c.stream(ctx, addr, &connected)
+	return redirect, connected, err
+}
+
+func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redirect string, err error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return "", fmt.Errorf("dialing: %w", err)
@@ -264,6 +276,7 @@ func (c *Client) session(ctx context.Context, addr string) (redirect string, err
 	c.mu.Lock()
 	c.leader, c.connected, c.lastErr = addr, true, ""
 	c.mu.Unlock()
+	*connected = true
 	defer func() {
 		c.mu.Lock()
 		c.connected = false
