@@ -275,9 +275,9 @@ func (m *multiSilo) checkCounters(h *history) {
 // turn is one turn as the app logged it.
 type turn struct {
 	actor, activation, silo string
-	version             uint64
-	start, end          int64
-	ok                  bool
+	version                 uint64
+	start, end              int64
+	ok                      bool
 }
 
 func parseTurns(t *testing.T, procs []*testutil.Proc) (turns []turn, deactivations int) {
