@@ -93,6 +93,10 @@ func (s *Server) routeActor(ctx *fasthttp.RequestCtx, id actor.ID, call actorCal
 			reply, err := c.Forward(rctx, loc.Addr, loc.Version, id, &ctx.Request)
 			cancel()
 			switch {
+			case errors.Is(err, forward.ErrOutcomeUnknown):
+				// The owner may have run it: another attempt could run
+				// it twice.
+				return newError(http.StatusServiceUnavailable, codeRuntimeClosed, fmt.Sprintf("actor %s: %v", id, err))
 			case err != nil:
 				last = err
 			case reply.GetNotOwnerVersion() != 0:

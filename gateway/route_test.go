@@ -175,3 +175,17 @@ func TestRouteAnswersBadRequestsWithoutRouting(t *testing.T) {
 		t.Fatal("a malformed call was routed")
 	}
 }
+
+func TestRouteDoesNotRetryAForwardThatMayHaveRun(t *testing.T) {
+	c := &fakeCluster{locs: []Location{{Addr: "e:1", Hosted: true, Version: 2}}, window: 2 * time.Second,
+		fwdErr: fmt.Errorf("forward: %w", forward.ErrOutcomeUnknown)}
+	_, h := routed(c)
+	start := time.Now()
+	resp := do(t, h, "POST", invokeURI, "{}")
+	if resp.StatusCode() != 503 || !strings.Contains(string(resp.Body()), "may have run") {
+		t.Fatalf("status %d body %s", resp.StatusCode(), resp.Body())
+	}
+	if len(c.forwards) != 1 || time.Since(start) > time.Second {
+		t.Fatalf("a forward that may have run was sent %d times over %v", len(c.forwards), time.Since(start))
+	}
+}

@@ -30,6 +30,8 @@ type clusterSilo struct {
 	appPort      int
 	app, proc    *testutil.Proc
 	starts       int
+	// procMu guards proc against the load's goroutines, which read it.
+	procMu sync.Mutex
 	// appLogs keeps the output of every app process this silo had.
 	appLogs []*testutil.Proc
 }
@@ -89,8 +91,18 @@ func (m *multiSilo) startSilo(s *clusterSilo) {
 		"--app-url", fmt.Sprintf("counter=http://127.0.0.1:%d", s.appPort), "--state-store", m.store,
 		"--shutdown-timeout", "10s")
 	cmd.Env = testutil.Env()
-	s.proc = testutil.Start(m.t, fmt.Sprintf("%s#%d", s.id, s.starts), cmd)
-	s.proc.WaitHTTP(m.t, s.base()+"/v1.0/healthz", readyTimeout, wantStatus(http.StatusNoContent))
+	p := testutil.Start(m.t, fmt.Sprintf("%s#%d", s.id, s.starts), cmd)
+	p.WaitHTTP(m.t, s.base()+"/v1.0/healthz", readyTimeout, wantStatus(http.StatusNoContent))
+	s.procMu.Lock()
+	s.proc = p
+	s.procMu.Unlock()
+}
+
+// running reports whether the silo's current process is up.
+func (s *clusterSilo) running() bool {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	return s.proc != nil && !s.proc.Exited()
 }
 
 type siloPlacement struct {
@@ -116,7 +128,7 @@ func (m *multiSilo) placementOf(s *clusterSilo) (siloPlacement, error) {
 func (m *multiSilo) live() []*clusterSilo {
 	var out []*clusterSilo
 	for _, s := range m.silos {
-		if s.proc != nil && !s.proc.Exited() {
+		if s.running() {
 			out = append(out, s)
 		}
 	}
@@ -233,7 +245,7 @@ func (m *multiSilo) load(h *history, actors, workers int, stop <-chan struct{}) 
 				s := l[r.IntN(len(l))]
 				id := "load-" + strconv.Itoa(r.IntN(actors))
 				n, _, err := m.increment(s, id)
-				if err != nil && s.proc.Exited() {
+				if err != nil && !s.running() {
 					err = fmt.Errorf("through %s, which was killed: %w", s.id, err)
 				}
 				h.record(id, n, err)
@@ -450,9 +462,36 @@ func TestClusterOfThreeSilos(t *testing.T) {
 		if id == "" {
 			t.Fatal("no actor maps to the victim")
 		}
+		// A reminder of another of the victim's actors, due every second.
+		remID := actorOwnedBy(t, []string{"s1", "s2", "s3"}, victim.id, "rem-")
+		resp, err := m.client.Post(m.silos[0].base()+"/v1.0/actors/Counter/"+remID+"/reminders/tick", "application/json",
+			strings.NewReader(`{"dueTime":"1s","period":"1s"}`))
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("registering the reminder: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		testutil.Eventually(t, 5*time.Second, "the reminder firing on the victim", func() error {
+			if !strings.Contains(victim.app.Output(), "actor="+remID) {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
 		_ = victim.proc.SignalGroup(syscall.SIGKILL)
 		victim.proc.WaitExit(stopTimeout)
 		killed := time.Now()
+		remFired := make(chan time.Duration, 1)
+		go func() {
+			for time.Since(killed) < 15*time.Second {
+				for _, s := range m.silos[:2] {
+					if strings.Contains(s.app.Output(), `msg="reminder fired" actor=`+remID) {
+						remFired <- time.Since(killed)
+						return
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			remFired <- -1
+		}()
 		n, _, err := m.increment(m.silos[0], id)
 		took := time.Since(killed)
 		if err != nil || n != 2 {
@@ -462,6 +501,16 @@ func TestClusterOfThreeSilos(t *testing.T) {
 		// The target is the faulty-host timeout + 1 s; a loaded CI machine gets 1 s more.
 		if limit := 5 * time.Second; took > limit {
 			t.Errorf("the killed silo's actors took %v to be served again, over %v", took, limit)
+		}
+		// Its reminder fires on the new owner: the target is the
+		// faulty-host timeout + 1 s; a loaded CI machine gets 1 s more.
+		switch fired := <-remFired; {
+		case fired < 0:
+			t.Error("the killed silo's reminder did not fire elsewhere within 15 s")
+		case fired > 5*time.Second:
+			t.Errorf("the killed silo's reminder fired elsewhere %v after the kill, over 5 s", fired)
+		default:
+			t.Logf("its reminder, due every second, fired on another silo %v after the kill", fired.Round(time.Millisecond))
 		}
 		m.waitSettled(t, 15*time.Second)
 	})

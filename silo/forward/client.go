@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	silopb "github.com/granaryhq/granary/proto/silo"
@@ -91,16 +92,19 @@ func (c *Client) Forward(ctx context.Context, addr string, tableVersion uint64, 
 		ActorType:    actorType,
 		ActorId:      actorID,
 	}
-	reply, err := pc.client.Forward(ctx, in)
+	// The peer is filled in only once the call was put on a connection:
+	// without it, a failure certainly happened before the owner saw it.
+	var sentTo peer.Peer
+	reply, err := pc.client.Forward(ctx, in, grpc.Peer(&sentTo))
 	if err != nil {
-		return nil, fmt.Errorf("forward %s/%s to %s: %w", actorType, actorID, addr, classify(ctx, err))
+		return nil, fmt.Errorf("forward %s/%s to %s: %w", actorType, actorID, addr, classify(ctx, err, sentTo.Addr != nil))
 	}
 	return reply, nil
 }
 
 // classify wraps a failed call's error with the sentinel that says what the
 // caller can do about it, keeping the gRPC status.
-func classify(ctx context.Context, err error) error {
+func classify(ctx context.Context, err error, sent bool) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%w: %w", ctxErr, err)
 	}
@@ -110,10 +114,16 @@ func classify(ctx context.Context, err error) error {
 		// may fire a moment before the caller's.
 		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	case codes.Unavailable:
+		if sent {
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case codes.Canceled:
 		// Not the caller's context, so the connection was closed under
 		// the call by Retain or Close.
+		if sent {
+			return fmt.Errorf("%w: connection closed: %w", ErrOutcomeUnknown, err)
+		}
 		return fmt.Errorf("%w: connection closed: %w", ErrUnreachable, err)
 	case codes.ResourceExhausted:
 		return fmt.Errorf("%w: %w", ErrTooLarge, err)

@@ -41,13 +41,16 @@ const MaxBodySize = 16 << 20
 const maxMessageSize = MaxBodySize + 1<<20
 
 var (
-	// ErrUnreachable means the owner could not be reached: no connection
-	// could be made (refused, unresolvable, backing off after a failure),
-	// the connection broke, or it was closed by Retain or Close while the
-	// call was under way. Only in the first case is it certain that the
-	// owner never saw the call. The caller may retry within its routing
-	// window and answer 503 after.
+	// ErrUnreachable means the owner could not be reached and never saw
+	// the call: no connection could be made (refused, unresolvable, backing
+	// off after a failure). The caller may retry within its routing window
+	// and answer 503 after.
 	ErrUnreachable = errors.New("owner silo unreachable")
+	// ErrOutcomeUnknown means the connection failed after the call was
+	// handed to it (it broke, or Retain or Close closed it): the owner may
+	// have run the call. Retrying could run it twice, so the caller must
+	// report the failure instead.
+	ErrOutcomeUnknown = errors.New("the owner silo failed while the call was under way; it may have run")
 	// ErrTooLarge means a request or response body exceeds MaxBodySize.
 	ErrTooLarge = errors.New("forwarded body exceeds the size limit")
 	// ErrClosed means the Client was closed.
