@@ -139,8 +139,14 @@ func (m *multiSilo) live() []*clusterSilo {
 // exactly them, holds a lease, and together they hold every shard.
 func (m *multiSilo) waitSettled(t *testing.T, timeout time.Duration) uint64 {
 	t.Helper()
+	return m.waitSettledPast(t, 0, timeout)
+}
+
+// waitSettledPast is waitSettled on a table newer than version past.
+func (m *multiSilo) waitSettledPast(t *testing.T, past uint64, timeout time.Duration) uint64 {
+	t.Helper()
 	var version uint64
-	testutil.Eventually(t, timeout, "the cluster to settle", func() error {
+	testutil.Eventually(t, timeout, fmt.Sprintf("the cluster to settle past table v%d", past), func() error {
 		live := m.live()
 		held := 0
 		version = 0
@@ -162,6 +168,9 @@ func (m *multiSilo) waitSettled(t *testing.T, timeout time.Duration) uint64 {
 		}
 		if held != ring.Shards {
 			return fmt.Errorf("the silos hold %d of %d shards", held, ring.Shards)
+		}
+		if version <= past {
+			return fmt.Errorf("the silos run table v%d", version)
 		}
 		return nil
 	})
@@ -635,4 +644,44 @@ func TestSiloStartedBeforePlacementWaitsThenServes(t *testing.T) {
 	if n, _, err := m.increment(s, "early"); err != nil || n != 1 {
 		t.Fatalf("once placement is up: %d, %v", n, err)
 	}
+}
+
+func TestPlacementBootstrappedAgainAfterItsDataIsLost(t *testing.T) {
+	m := &multiSilo{t: t, store: redistest.URL(t), nodes: newPlacementNodes(t, 1),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	t.Cleanup(m.client.CloseIdleConnections)
+	m.peers = peerList(m.nodes)
+	nd := m.nodes[0]
+	nd.start(t, m.peers)
+	for i := range 2 {
+		s := &clusterSilo{id: fmt.Sprintf("s%d", i+1), httpPort: testutil.FreePort(t),
+			internalAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), appPort: testutil.FreePort(t)}
+		m.silos = append(m.silos, s)
+		m.startSilo(s)
+	}
+	before := m.waitSettled(t, 30*time.Second)
+	st, err := nd.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"x1", "x2", "x3"} {
+		if _, _, err := m.increment(m.silos[0], id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every placement node loses its data; placement is bootstrapped again
+	// with the old cluster ID. Versions must not go back: the new tables
+	// jump past what the silos hold, and they serve on.
+	_ = nd.proc.SignalGroup(syscall.SIGKILL)
+	nd.proc.WaitExit(stopTimeout)
+	nd.dataDir = t.TempDir()
+	nd.extra = []string{"--cluster-id", st.Node.ClusterID}
+	nd.start(t, m.peers)
+	after := m.waitSettledPast(t, before, 30*time.Second)
+	for _, id := range []string{"x1", "x2", "x3"} {
+		if n, _, err := m.increment(m.silos[1], id); err != nil || n != 2 {
+			t.Fatalf("%s after the re-bootstrap: %d, %v", id, n, err)
+		}
+	}
+	t.Logf("placement bootstrapped again: tables went from v%d to v%d and the actors kept their state", before, after)
 }

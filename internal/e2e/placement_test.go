@@ -19,6 +19,8 @@ type placementNode struct {
 	id, raftAddr, grpcAddr, httpAddr, dataDir string
 	proc                                      *testutil.Proc
 	starts                                    int
+	// extra are more flags for every start.
+	extra []string
 }
 
 type placementStatus struct {
@@ -66,7 +68,7 @@ func (nd *placementNode) command(peers string, extra ...string) *exec.Cmd {
 func (nd *placementNode) start(t *testing.T, peers string) {
 	t.Helper()
 	nd.starts++
-	nd.proc = testutil.Start(t, fmt.Sprintf("%s#%d", nd.id, nd.starts), nd.command(peers))
+	nd.proc = testutil.Start(t, fmt.Sprintf("%s#%d", nd.id, nd.starts), nd.command(peers, nd.extra...))
 	nd.proc.WaitHTTP(t, "http://"+nd.httpAddr+"/status", readyTimeout, func(status int, _ []byte) error {
 		if status != http.StatusOK {
 			return fmt.Errorf("status %d", status)

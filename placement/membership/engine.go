@@ -380,6 +380,10 @@ func (e *Engine) Heartbeat(now time.Time, hb Heartbeat) {
 	s.connected = true
 	s.member = m
 	s.lastReceipt = now
+	// A member that has adopted a newer table than the committed one has
+	// outlived a loss of placement's data: the next table must be past
+	// what it has seen, or it would ignore it (versions never go back).
+	e.ClaimRefused(now, hb.TableVersion)
 	if len(s.pending) == maxPending {
 		s.pending = append(s.pending[:0], s.pending[1:]...)
 	}

@@ -602,3 +602,16 @@ func TestClaimRefusedByAVersionTheTableHasReachedChangesNothing(t *testing.T) {
 		t.Fatalf("a refusal by the committed version %d bumped the table to %d", v, h.tbl.Version)
 	}
 }
+
+func TestAMemberAheadOfTheCommittedTableMakesItJumpPast(t *testing.T) {
+	// Placement lost its data and started again at version 0; a silo still
+	// runs on version 7 of the old tables.
+	h := newHarness(t, Config{})
+	h.e.Connected(h.now, owner("a", "1"))
+	h.e.Heartbeat(h.now, Heartbeat{Member: member("a", "1"), Seq: 1, ProtocolVersion: ProtocolVersion, TableVersion: 7})
+	h.drain()
+	h.advance(time.Second)
+	if h.tbl.Version <= 7 {
+		t.Fatalf("table version %d, want past the member's 7", h.tbl.Version)
+	}
+}
