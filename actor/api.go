@@ -189,6 +189,11 @@ var (
 	ErrNotActive = errors.New("actor is not active")
 	// ErrNotOwner: this silo does not own the actor under its placement table.
 	ErrNotOwner = errors.New("this silo does not own the actor")
+	// ErrAppTimeout: the app did not answer a call of the actor's turn in
+	// time. The app may still be running it, so the activation is recycled:
+	// the actor's next turn runs on a fresh activation, made only once the
+	// app has answered this one's deactivation.
+	ErrAppTimeout = errors.New("the app did not answer the actor's call in time")
 	// ErrSuspended, wrapped together with ErrNotOwner: this silo may not run
 	// the actor's turns just now (its placement lease lapsed, or the shard is
 	// locked for a moment), but keeps its activations and reminder schedules

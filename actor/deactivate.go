@@ -35,6 +35,13 @@ func (rt *Runtime) deactivate(ctx context.Context, a *activation, reason string,
 	if !ok {
 		return
 	}
+	rt.endDeactivation(ctx, a, quiet, reason, tellBy)
+}
+
+// endDeactivation finishes a deactivation begun by beginDeactivation: it
+// lets the running turns end (until ctx ends), then stops the timers, tells
+// the instance and removes the activation.
+func (rt *Runtime) endDeactivation(ctx context.Context, a *activation, quiet <-chan struct{}, reason string, tellBy time.Time) {
 	if quiet != nil {
 		select {
 		case <-quiet:

@@ -710,3 +710,32 @@ func TestOwnershipIsCheckedOnEveryTurn(t *testing.T) {
 		t.Fatalf("call after the actor came back: %v", err)
 	}
 }
+
+func TestAppTimeoutRecyclesTheActivation(t *testing.T) {
+	rt := newRuntime(t, nil, time.Second)
+	r := newRecorder()
+	release := make(chan struct{})
+	var calls atomic.Int32
+	r.handlers["slow"] = func(ctx context.Context, _ *actor.Self, _ []byte) ([]byte, error) {
+		if calls.Add(1) == 1 {
+			return nil, fmt.Errorf("calling the app: %w", actor.ErrAppTimeout)
+		}
+		return []byte("ok"), nil
+	}
+	defer close(release)
+	r.register(t, rt, "T", actor.DefaultTypeConfig())
+	if _, err := call(rt, context.Background(), "T", "a", "slow", ""); !errors.Is(err, actor.ErrAppTimeout) {
+		t.Fatalf("first call: %v", err)
+	}
+	if got, err := call(rt, context.Background(), "T", "a", "slow", ""); err != nil || got != "ok" {
+		t.Fatalf("second call: %q %v", got, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.activations["a"] != 2 {
+		t.Fatalf("%d activations; a timed-out app call must recycle the activation", r.activations["a"])
+	}
+	if len(r.deactivated) != 1 {
+		t.Fatalf("deactivations %v: the first activation was not told before the second started", r.deactivated)
+	}
+}

@@ -65,6 +65,23 @@ func (rt *Runtime) recycle(a *activation, reason string) {
 	})
 }
 
+// recycleNow is recycle for a caller that holds a's turn: the activation
+// stops admitting turns at once (calls waiting for it go to a fresh
+// activation, made once this one is gone), and is deactivated in the
+// background once the caller's turn ends.
+func (rt *Runtime) recycleNow(a *activation, reason string) {
+	quiet, ok := a.beginDeactivation(false)
+	if !ok {
+		return
+	}
+	rt.log.Info("actor activation recycled", "actor", a.id.String(), "reason", reason)
+	rt.goTracked(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.reg.cfg.DrainTimeout)
+		defer cancel()
+		rt.endDeactivation(ctx, a, quiet, reason, time.Time{})
+	})
+}
+
 // ActivationClaim returns the claim the actor's activation was created under,
 // if it is active here, for writes made on its behalf (such as reminder
 // records).

@@ -182,6 +182,11 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		level.cancel(nil)
 	}
 	rt.invariantTurnEnded(a, outermost)
+	if err != nil && errors.Is(err, ErrAppTimeout) {
+		// The app may still run the call: no later turn may start on this
+		// activation, and the next one waits for its deactivation.
+		rt.recycleNow(a, "a call to the app timed out")
+	}
 	a.release(rt)
 	if err != nil && aborted {
 		return fmt.Errorf("actor %s: turn aborted when the drain timeout of %v passed: %w", a.id, a.reg.cfg.DrainTimeout, ErrClosed)

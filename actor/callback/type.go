@@ -107,7 +107,7 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 	resp, err := do(ctx, in.pool.hc, req, timeout)
 	if err != nil {
 		if isTimeout(err) {
-			return nil, fmt.Errorf("calling app %s at %s: no answer within %v", a.id, a.base, timeout)
+			return nil, fmt.Errorf("calling app %s at %s: no answer within %v: %w", a.id, a.base, timeout, actor.ErrAppTimeout)
 		}
 		return nil, fmt.Errorf("calling app %s at %s: %w", a.id, a.base, err)
 	}
