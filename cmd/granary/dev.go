@@ -36,6 +36,25 @@ func (a *appFlag) String() string {
 	return strings.Join(parts, ",")
 }
 
+// nameApps gives every app without an id= one: appID for the first, and
+// appID-2, appID-3... for the others. An ID given twice is an error.
+func (a appFlag) nameApps(appID string) error {
+	seen := map[string]bool{}
+	for i := range a {
+		if a[i].id == "" {
+			a[i].id = appID
+			if i > 0 {
+				a[i].id = appID + "-" + strconv.Itoa(i+1)
+			}
+		}
+		if seen[a[i].id] {
+			return fmt.Errorf("--app-url: app id %q given twice", a[i].id)
+		}
+		seen[a[i].id] = true
+	}
+	return nil
+}
+
 func (a *appFlag) Set(v string) error {
 	id, url := "", v
 	if i := strings.Index(v, "="); i > 0 && !strings.Contains(v[:i], "://") {
@@ -112,18 +131,8 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	if err := checkSiloID(f.siloID); err != nil {
 		return nil, fmt.Errorf("--silo-id %q: %w", f.siloID, err)
 	}
-	seen := map[string]bool{}
-	for i := range f.apps {
-		if f.apps[i].id == "" {
-			f.apps[i].id = f.appID
-			if i > 0 {
-				f.apps[i].id = f.appID + "-" + strconv.Itoa(i+1)
-			}
-		}
-		if seen[f.apps[i].id] {
-			return nil, fmt.Errorf("--app-url: app id %q given twice", f.apps[i].id)
-		}
-		seen[f.apps[i].id] = true
+	if err := f.apps.nameApps(f.appID); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

@@ -109,18 +109,8 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	if f.leasePeriod <= f.heartbeat*2 {
 		return nil, fmt.Errorf("--lease-period %v must be well over two --heartbeat-interval (%v)", f.leasePeriod, f.heartbeat)
 	}
-	seen := map[string]bool{}
-	for i := range f.apps {
-		if f.apps[i].id == "" {
-			f.apps[i].id = f.appID
-			if i > 0 {
-				f.apps[i].id = f.appID + "-" + strconv.Itoa(i+1)
-			}
-		}
-		if seen[f.apps[i].id] {
-			return nil, fmt.Errorf("--app-url: app id %q given twice", f.apps[i].id)
-		}
-		seen[f.apps[i].id] = true
+	if err := f.apps.nameApps(f.appID); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
