@@ -44,7 +44,7 @@ fuzz-smoke:
 	@FUZZTIME=$(FUZZTIME) ./scripts/fuzz-smoke.sh
 
 ## bench: the recorded benchmarks (see BENCHMARKS.md); takes several minutes
-bench: bench-gateway bench-store bench-reminders
+bench: bench-gateway bench-store bench-reminders bench-cluster
 
 bench-gateway: build
 	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
@@ -67,8 +67,11 @@ clean:
 proto:
 	cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative placement/placement.proto silo/silo.proto
 
-## bench-cluster: placement figures — ring lookup, one change disseminated to 100 and 500 silos, leader failover (see BENCHMARKS.md)
-bench-cluster:
+## bench-cluster: the cluster's figures — forwarded vs local calls, a 3-silo cluster vs granary dev, silo kill to served again, ring lookup, dissemination to 100 and 500 silos, leader failover (see BENCHMARKS.md; needs Redis)
+bench-cluster: build
+	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
+	$(GO) build -o $(BIN)/clusterbench ./bench/cmd/clusterbench
+	$(BIN)/clusterbench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
 	$(GO) test -run '^$$' -bench 'OwnerOf|New' -benchmem ./placement/ring/
 	$(GO) test -run '^$$' -bench Dissemination -benchtime 1x ./placement/service/
 	GRANARY_BENCH_SILOS=500 $(GO) test -run '^$$' -bench Dissemination -benchtime 1x ./placement/service/
