@@ -211,8 +211,12 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 	}
 	phases := make(chan *pb.RoundPhase, 64)
 	phaseDone := make(chan struct{})
+	recvDone := make(chan struct{})
 	defer func() {
+		// The receiver sends on phases: it must be gone before phases
+		// is closed.
 		cancel()
+		<-recvDone
 		close(phases)
 		<-phaseDone
 	}()
@@ -222,6 +226,7 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 	first := make(chan struct{})
 	var redirectTo string
 	go func() {
+		defer close(recvDone)
 		once := sync.OnceFunc(func() { close(first) })
 		defer once()
 		for {
