@@ -39,6 +39,10 @@ type Service struct {
 	term    uint64
 	engine  *membership.Engine // nil unless leading
 	streams map[table.Owner]*siloStream
+	// lastErr is the last failure to commit a change or check leadership
+	// (a full disk under the Raft store shows here), for the status endpoint.
+	lastErr   string
+	lastErrAt time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -183,6 +187,7 @@ func (s *Service) propose(e *membership.Engine, p membership.Proposal) {
 	}
 	if err != nil {
 		s.log.Warn("committing a membership change failed; retrying", "err", err)
+		s.lastErr, s.lastErrAt = "committing a membership change: "+err.Error(), s.now()
 		e.ProposalFailed(s.now(), p)
 	} else {
 		for _, j := range p.Joins {
@@ -207,6 +212,7 @@ func (s *Service) verify(e *membership.Engine, issuedAt time.Time) {
 	}
 	if err != nil {
 		s.log.Warn("leadership check failed; acknowledging no heartbeat", "err", err)
+		s.lastErr, s.lastErrAt = "checking leadership: "+err.Error(), s.now()
 		e.VerifyFailed(s.now())
 	} else {
 		e.Verified(s.now(), issuedAt)
@@ -349,6 +355,10 @@ type Status struct {
 	Node       placement.Status   `json:"node"`
 	Membership *membership.Status `json:"membership,omitempty"`
 	Streams    int                `json:"streams"`
+	// LastError is the last failure to commit a membership change or to
+	// check leadership, with its time; empty when there was none.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }
 
 // Status reports the node and, on the leader, the membership engine.
@@ -361,5 +371,6 @@ func (s *Service) Status() Status {
 		st.Membership = &ms
 	}
 	st.Streams = len(s.streams)
+	st.LastError, st.LastErrorAt = s.lastErr, s.lastErrAt
 	return st
 }
