@@ -253,6 +253,12 @@ type pendingHeartbeat struct {
 // newest matter, since acknowledging one covers every earlier one.
 const maxPending = 8
 
+// removedMemory is how long a removed process is remembered, so that its
+// late heartbeats are answered MsgRemoved rather than taken for a join. A
+// silo process leaves when told it was removed; one silent for longer
+// (frozen, cut off) that comes back joins again as a new member.
+const removedMemory = 10 * time.Minute
+
 type removal struct {
 	at     time.Time
 	reason string
@@ -556,11 +562,21 @@ func (e *Engine) Tick(now time.Time) {
 	// removed for silence within one faulty-host timeout of the election.
 	for _, s := range e.sortedSilos() {
 		if _, member := e.committed.Member(s.member.ID); !member {
+			// A process that never made it into a table is forgotten once
+			// it goes silent.
+			if _, joining := e.pending.joins[s.member.ID]; !joining && e.now.Sub(s.lastReceipt) > e.cfg.FaultyHostTimeout {
+				delete(e.silos, s.member.ID)
+			}
 			continue
 		}
 		if silent := e.now.Sub(s.lastReceipt); silent > e.cfg.FaultyHostTimeout {
 			e.remove(table.Owner{ID: s.member.ID, Incarnation: s.member.Incarnation},
 				fmt.Sprintf("not heard from for %v (faulty-host timeout %v)", silent.Round(time.Millisecond), e.cfg.FaultyHostTimeout))
+		}
+	}
+	for o, r := range e.removed {
+		if e.now.Sub(r.at) > removedMemory {
+			delete(e.removed, o)
 		}
 	}
 	if r := e.round; r != nil && r.phase != 0 && !e.now.Before(r.deadline) && len(r.awaiting) > 0 {

@@ -615,3 +615,25 @@ func TestAMemberAheadOfTheCommittedTableMakesItJumpPast(t *testing.T) {
 		t.Fatalf("table version %d, want past the member's 7", h.tbl.Version)
 	}
 }
+
+func TestRemovedProcessesAndSilentNewcomersAreForgotten(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := newCluster(h)
+	a := c.add(member("a", "1"))
+	c.run(2 * time.Second)
+	a.frozen = true
+	h.e.Disconnected(h.now, owner("a", "1"))
+	// A newcomer that heartbeats once and goes before it joins.
+	h.e.Heartbeat(h.now, Heartbeat{Member: member("n", "1"), Seq: 1, ProtocolVersion: ProtocolVersion})
+	h.e.Disconnected(h.now, owner("n", "1"))
+	c.run(5 * time.Second)
+	if _, gone := h.e.removed[owner("a", "1")]; !gone {
+		t.Fatal("a was not removed")
+	}
+	for range 11 {
+		c.run(time.Minute)
+	}
+	if len(h.e.removed) != 0 || len(h.e.silos) != 0 {
+		t.Fatalf("after 11 minutes the engine still tracks %d removed and %d silos", len(h.e.removed), len(h.e.silos))
+	}
+}
