@@ -350,7 +350,7 @@ func (o *Ownership) handOver(typ string, shards []int) {
 // unlock starts claiming the gaining shards of t.
 func (o *Ownership) unlock(t *table.Table) {
 	o.mu.Lock()
-	if o.tbl == nil || o.tbl.Version != t.Version {
+	if !sameTable(o.tbl, t) {
 		o.mu.Unlock()
 		return // an unlock for a table we did not adopt
 	}
@@ -422,11 +422,18 @@ func (o *Ownership) claimGained(t *table.Table, typ string, shards []int, unlock
 	}
 }
 
+// sameTable reports whether a and b are one version of one cluster's table.
+// A new leader re-runs the round of the committed table, so the update and
+// the unlock of one version may come in different objects.
+func sameTable(a, b *table.Table) bool {
+	return a != nil && b != nil && a.Version == b.Version && a.ClusterID == b.ClusterID
+}
+
 // stillGaining filters shards that are still gaining under t.
 func (o *Ownership) stillGaining(t *table.Table, typ string, shards []int) []int {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	if o.tbl != t {
+	if !sameTable(o.tbl, t) {
 		return nil // a newer table took over; its unlock claims what it gives
 	}
 	ts := o.types[typ]
@@ -463,7 +470,7 @@ func (o *Ownership) claim(t *table.Table, typ string, c statestore.Claim, shards
 	errs := statestore.ClaimShards(o.ctx, o.cfg.Store, keys, c, false)
 	var won, stale []int
 	o.mu.Lock()
-	current := o.tbl == t
+	current := sameTable(o.tbl, t)
 	ts := o.typeOf(typ)
 	for i, s := range shards {
 		err := errs[i]

@@ -158,13 +158,19 @@ func TestJoinHandsShardsOverOnRelease(t *testing.T) {
 	if claimed(a, moved) {
 		t.Fatal("a still admits turns on a shard it lost after the update")
 	}
-	took := eventually(t, 5*time.Second, "b claims the moved shard after a releases it", func() bool { return claimed(b, moved) })
-	t.Logf("hand-over of %d shards took %v", b.o.Status().Shards["T"]["held"], took)
+	want := len(table.Moves(tableOf(t, 1, a), t2))
+	took := eventually(t, 5*time.Second, "b claims every moved shard after a releases it", func() bool {
+		return b.o.Status().Shards["T"]["held"] == want
+	})
+	t.Logf("hand-over of %d shards took %v", want, took)
+	if !claimed(b, moved) {
+		t.Fatal("b does not serve a moved actor")
+	}
 	a.h.mu.Lock()
 	lost := a.h.lost["T"]
 	a.h.mu.Unlock()
-	if lost == 0 || lost != b.o.Status().Shards["T"]["held"] {
-		t.Fatalf("a drained %d shards, b holds %d", lost, b.o.Status().Shards["T"]["held"])
+	if lost != want {
+		t.Fatalf("a drained %d shards, %d moved", lost, want)
 	}
 	if kept := actorOn(t, t2, a); !claimed(a, kept) {
 		t.Fatal("a lost a shard it keeps")
@@ -346,4 +352,23 @@ func TestAClaimOfAnOutdatedTableIsGivenUp(t *testing.T) {
 	}
 	eventually(t, 3*time.Second, "b claims the moved shard (a gave up its outdated claim)", func() bool { return claimed(b, moved) })
 	eventually(t, 3*time.Second, "a claims what v2 leaves it", func() bool { return claimed(a, actorOn(t, t2, a)) })
+}
+
+func TestUnlockOfARerunRoundClaimsWhatTheFirstUpdateGave(t *testing.T) {
+	// The leader that sent the update fails; its successor re-runs the
+	// round, and its unlock carries the same version in a table of its own.
+	store := memstore.New()
+	a := newSilo(t, store, "a", time.Hour)
+	t1 := tableOf(t, 1, a)
+	for _, p := range []membership.Phase{membership.PhaseLock, membership.PhaseUpdate} {
+		if err := a.o.Phase(context.Background(), 1, p, t1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.o.LeaderLost()
+	again := tableOf(t, 1, a)
+	round(t, again, a)
+	eventually(t, 5*time.Second, "a claims its shards on the re-run round's unlock", func() bool {
+		return a.o.Status().Shards["T"]["held"] == statestore.ShardCount
+	})
 }
