@@ -685,3 +685,30 @@ func TestPlacementBootstrappedAgainAfterItsDataIsLost(t *testing.T) {
 	}
 	t.Logf("placement bootstrapped again: tables went from v%d to v%d and the actors kept their state", before, after)
 }
+
+func TestSiloWithTheIDOfALiveSiloIsRefused(t *testing.T) {
+	m := newMultiSilo(t, 1)
+	m.waitSettled(t, 30*time.Second)
+	s1 := m.silos[0]
+	if n, _, err := m.increment(s1, "dup"); err != nil || n != 1 {
+		t.Fatalf("increment: %d, %v", n, err)
+	}
+	// A second process configured with s1's ID.
+	cmd := exec.Command(granaryBin, "silo", "--id", s1.id, "--placement", m.placementAddrs(),
+		"--http-port", strconv.Itoa(testutil.FreePort(t)), "--internal-addr", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		"--state-store", m.store)
+	cmd.Env = testutil.Env()
+	dup := testutil.Start(t, "s1-duplicate", cmd)
+	if !dup.WaitExit(15 * time.Second) {
+		t.Fatal("a silo reusing a live silo's ID kept running")
+	}
+	if dup.ExitCode() == 0 || !strings.Contains(dup.Output(), "in use by a live silo") {
+		t.Fatalf("the duplicate exited %d without saying why:\n%s", dup.ExitCode(), dup.Output())
+	}
+	if n, _, err := m.increment(s1, "dup"); err != nil || n != 2 {
+		t.Fatalf("the live silo after the duplicate was refused: %d, %v", n, err)
+	}
+	if v := m.waitSettled(t, 10*time.Second); v != 1 {
+		t.Errorf("the refused duplicate changed the table to v%d", v)
+	}
+}
