@@ -109,9 +109,10 @@ func TestDisseminationOfOneChangeTo100Silos(t *testing.T) {
 	p50, p99, worst := disseminate(t, 100)
 	t.Logf("one join disseminated to 101 silos: p50 %v, p99 %v, max %v (from the newcomer's start to each silo's unlock)",
 		p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
-	// The target is 200 ms at p99 on an idle machine; under the race
-	// detector and a loaded CI machine the test allows more.
-	if limit := time.Second; p99 > limit {
+	// The target is 200 ms at p99 (BenchmarkDissemination holds it); the
+	// race detector alone makes it about 500 ms here, and a loaded CI
+	// machine more, so the test only catches a round that stalls.
+	if limit := 2 * time.Second; p99 > limit {
 		t.Fatalf("p99 %v exceeds %v", p99, limit)
 	}
 }
