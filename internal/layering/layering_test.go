@@ -33,6 +33,8 @@ var rules = []rule{
 	{"statestore/...", []string{"actor/...", "gateway/...", "silo/..."}, "state stores know nothing about actors or hosting"},
 	{"reminders/schedule/...", []string{"..."}, "schedule parsing is self-contained"},
 	{"gateway/...", []string{"statestore/boltstore/...", "statestore/redisstore/...", "statestore/memstore/..."}, "the gateway sees the store interface only, never an implementation"},
+	{"chaos/check/...", []string{"actor/...", "gateway/...", "silo/...", "placement/...", "reminders/...", "statestore/...", "cmd/..."}, "the chaos checkers do not trust the system under test: they read histories only"},
+	{"chaos/history/...", []string{"actor/...", "gateway/...", "silo/...", "placement/...", "reminders/...", "statestore/...", "cmd/..."}, "histories are plain records, shared by the suite and its checkers"},
 }
 
 // match reports whether the module-relative package path rel matches pattern.
