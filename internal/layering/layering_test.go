@@ -226,6 +226,8 @@ func TestCheckFindsViolations(t *testing.T) {
 		"internal/clock":         nil,
 		"placement":              {"actor"},
 		"reminders/schedule/sub": {"reminders/schedule"},
+		"chaos/history":          nil,
+		"chaos/check":            {"chaos/history"},
 	}
 	if vs, unmatched := check(rules, clean); len(vs) != 0 || len(unmatched) != 0 {
 		t.Fatalf("clean graph: violations %v, unmatched rules %v", vs, unmatched)
@@ -252,6 +254,9 @@ func TestCheckFindsViolations(t *testing.T) {
 		{"gateway", "statestore/redisstore"},
 		{"gateway", "statestore/memstore"},
 		{"gateway/grpc", "statestore/memstore"},
+		{"chaos/check", "statestore"},
+		{"chaos/check", "placement/ring"},
+		{"chaos/history", "actor"},
 	}
 	for _, b := range breaks {
 		g := graph{}
