@@ -103,9 +103,6 @@ func disseminate(t testing.TB, n int) (p50, p99, worst time.Duration) {
 }
 
 func TestDisseminationOfOneChangeTo100Silos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("SKIPPED in -short mode: starts 100 placement clients")
-	}
 	p50, p99, worst := disseminate(t, 100)
 	t.Logf("one join disseminated to 101 silos: p50 %v, p99 %v, max %v (from the newcomer's start to each silo's unlock)",
 		p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))

@@ -84,9 +84,6 @@ func BenchmarkDirectEcho(b *testing.B) {
 // 100µs at the median. The figures are logged, not asserted: the machine's
 // load decides them, and the race detector inflates them several times.
 func TestForwardLatency(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measures 2,000 calls; skipped with -short")
-	}
 	const calls = 2000
 	addr, _ := startSilo(t, echo)
 	c := newTestClient(t)
