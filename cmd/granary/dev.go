@@ -67,15 +67,13 @@ func (a *appFlag) Set(v string) error {
 	return nil
 }
 
-type devFlags struct {
+// hostFlags are the flags of every command that hosts actors (dev, silo):
+// the gateway, the apps, logging and the timeouts.
+type hostFlags struct {
 	host           string
 	httpPort       int
 	apps           appFlag
 	appID          string
-	dataDir        string
-	stateStore     string
-	siloID         string
-	takeOver       bool
 	apiToken       string
 	appToken       string
 	logLevel       string
@@ -84,21 +82,13 @@ type devFlags struct {
 	turnWait       time.Duration
 	appCallTimeout time.Duration
 	shutdownGrace  time.Duration
-	debugAddr      string
 }
 
-func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
-	f := &devFlags{}
-	fs := flag.NewFlagSet("granary dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.host, "http-host", "127.0.0.1", "address the gateway listens on (0.0.0.0 for all interfaces)")
 	fs.IntVar(&f.httpPort, "http-port", 3500, "gateway HTTP port")
 	fs.Var(&f.apps, "app-url", "base URL of an app serving actor callbacks, as [id=]http://host:port (repeatable)")
 	fs.StringVar(&f.appID, "app-id", "app", "ID of the app given by a single --app-url without id=")
-	fs.StringVar(&f.dataDir, "data-dir", "./.granary", "directory of the embedded state store")
-	fs.StringVar(&f.stateStore, "state-store", "", "state store URL: empty for the embedded store under --data-dir, or redis://[user:pass@]host:port/db (rediss:// for TLS)")
-	fs.StringVar(&f.siloID, "silo-id", "", "ID of this silo, naming it in the claims of its shards (default: the host name and --http-port, as host-3500)")
-	fs.BoolVar(&f.takeOver, "take-over", false, "claim actor shards that another silo ID holds in a shared store (Redis), e.g. after changing --silo-id or --http-port; make sure that silo is gone. The embedded store always does, its file lock proving no other process uses it")
 	fs.StringVar(&f.apiToken, "api-token", "", "require this token in the dapr-api-token header of every API call")
 	fs.StringVar(&f.appToken, "app-token", "", "send this token as dapr-api-token on every call to apps")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -107,32 +97,65 @@ func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+}
+
+// check validates the flags and names the apps.
+func (f *hostFlags) check() error {
+	if f.httpPort < 0 || f.httpPort > 65535 {
+		return fmt.Errorf("--http-port %d is not a port", f.httpPort)
+	}
+	if f.maxBodySize <= 0 {
+		return fmt.Errorf("--max-body-size must be positive")
+	}
+	return f.apps.nameApps(f.appID)
+}
+
+// parseFlagSet parses args into fs, refusing positional arguments.
+func parseFlagSet(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+type devFlags struct {
+	hostFlags
+	dataDir    string
+	stateStore string
+	siloID     string
+	takeOver   bool
+	debugAddr  string
+}
+
+func parseDevFlags(args []string, stderr io.Writer) (*devFlags, error) {
+	f := &devFlags{}
+	fs := flag.NewFlagSet("granary dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.register(fs)
+	fs.StringVar(&f.dataDir, "data-dir", "./.granary", "directory of the embedded state store")
+	fs.StringVar(&f.stateStore, "state-store", "", "state store URL: empty for the embedded store under --data-dir, or redis://[user:pass@]host:port/db (rediss:// for TLS)")
+	fs.StringVar(&f.siloID, "silo-id", "", "ID of this silo, naming it in the claims of its shards (default: the host name and --http-port, as host-3500)")
+	fs.BoolVar(&f.takeOver, "take-over", false, "claim actor shards that another silo ID holds in a shared store (Redis), e.g. after changing --silo-id or --http-port; make sure that silo is gone. The embedded store always does, its file lock proving no other process uses it")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:7070; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: granary dev [flags]\n\nRuns a one-process Granary: one silo, the gateway and a state store.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, errUsage
+	if err := parseFlagSet(fs, args, stderr); err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "granary dev: unexpected argument %q\n", fs.Arg(0))
-		return nil, errUsage
-	}
-	if f.httpPort < 0 || f.httpPort > 65535 {
-		return nil, fmt.Errorf("--http-port %d is not a port", f.httpPort)
-	}
-	if f.maxBodySize <= 0 {
-		return nil, fmt.Errorf("--max-body-size must be positive")
+	if err := f.check(); err != nil {
+		return nil, err
 	}
 	if f.siloID == "" {
 		f.siloID = defaultSiloID(f.httpPort)
 	}
 	if err := checkSiloID(f.siloID); err != nil {
 		return nil, fmt.Errorf("--silo-id %q: %w", f.siloID, err)
-	}
-	if err := f.apps.nameApps(f.appID); err != nil {
-		return nil, err
 	}
 	return f, nil
 }
@@ -187,7 +210,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
 	})
-	rem, err := startReminders(rt, store, log)
+	rem, err := startReminders(rt, store, false, log)
 	if err != nil {
 		return err
 	}

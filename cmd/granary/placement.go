@@ -45,12 +45,8 @@ func parsePlacementFlags(args []string, stderr io.Writer) (*placementFlags, erro
 		fmt.Fprintln(stderr, "Usage: granary placement [flags]\n\nRuns one node of the placement service (Raft-replicated membership and tables).\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "granary placement: unexpected argument %q\n", fs.Arg(0))
-		return nil, errUsage
+	if err := parseFlagSet(fs, args, stderr); err != nil {
+		return nil, err
 	}
 	if f.id == "" {
 		return nil, errors.New("granary placement: --id is required")

@@ -8,10 +8,11 @@ import (
 	"github.com/granaryhq/granary/statestore"
 )
 
-// startReminders starts the reminder service of the dev silo and offers it
-// to native actors.
-func startReminders(rt *actor.Runtime, store statestore.Store, log *slog.Logger) (*reminders.Service, error) {
-	svc, err := reminders.New(reminders.Config{Store: store, Actors: rt, Logger: log})
+// startReminders starts a silo's reminder service and offers it to native
+// actors. byShard, for a cluster silo, loads reminders as shards are claimed
+// rather than a type's all at once.
+func startReminders(rt *actor.Runtime, store statestore.Store, byShard bool, log *slog.Logger) (*reminders.Service, error) {
+	svc, err := reminders.New(reminders.Config{Store: store, Actors: rt, Logger: log, ByShard: byShard})
 	if err != nil {
 		return nil, err
 	}

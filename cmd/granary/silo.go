@@ -32,25 +32,14 @@ import (
 )
 
 type siloFlags struct {
-	id             string
-	placement      string
-	host           string
-	httpPort       int
-	internalAddr   string
-	apps           appFlag
-	appID          string
-	stateStore     string
-	apiToken       string
-	appToken       string
-	logLevel       string
-	logFormat      string
-	maxBodySize    int
-	turnWait       time.Duration
-	appCallTimeout time.Duration
-	shutdownGrace  time.Duration
-	routingWindow  time.Duration
-	leasePeriod    time.Duration
-	heartbeat      time.Duration
+	hostFlags
+	id            string
+	placement     string
+	internalAddr  string
+	stateStore    string
+	routingWindow time.Duration
+	leasePeriod   time.Duration
+	heartbeat     time.Duration
 }
 
 func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
@@ -59,20 +48,9 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.id, "id", "", "this silo's ID, stable across restarts (default: the host name and the internal port)")
 	fs.StringVar(&f.placement, "placement", "127.0.0.1:7101", "gRPC addresses of the placement nodes, host:port,...")
-	fs.StringVar(&f.host, "http-host", "127.0.0.1", "address the gateway listens on (0.0.0.0 for all interfaces)")
-	fs.IntVar(&f.httpPort, "http-port", 3500, "gateway HTTP port")
+	f.register(fs)
 	fs.StringVar(&f.internalAddr, "internal-addr", "127.0.0.1:7500", "host:port of the silo-to-silo gRPC service, as other silos reach it")
-	fs.Var(&f.apps, "app-url", "base URL of an app serving actor callbacks, as [id=]http://host:port (repeatable)")
-	fs.StringVar(&f.appID, "app-id", "app", "ID of the app given by a single --app-url without id=")
 	fs.StringVar(&f.stateStore, "state-store", "", "the cluster's shared state store: redis://[user:pass@]host:port/db (rediss:// for TLS); required")
-	fs.StringVar(&f.apiToken, "api-token", "", "require this token in the dapr-api-token header of every API call")
-	fs.StringVar(&f.appToken, "app-token", "", "send this token as dapr-api-token on every call to apps")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
-	fs.IntVar(&f.maxBodySize, "max-body-size", 4<<20, "largest request or app response body, in bytes")
-	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
-	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
 	fs.DurationVar(&f.routingWindow, "routing-window", router.DefaultRoutingWindow, "how long a call waits for its actor's owner to be reachable before 503 (or 404 when no silo hosts the type)")
 	fs.DurationVar(&f.leasePeriod, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps the lease; must equal the placement nodes' --lease-period")
 	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 250*time.Millisecond, "how often the silo heartbeats to the placement leader")
@@ -80,15 +58,11 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 		fmt.Fprintln(stderr, "Usage: granary silo [flags]\n\nRuns one silo of a cluster: it joins placement, hosts the actors of its apps, and serves the gateway.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, errUsage
+	if err := parseFlagSet(fs, args, stderr); err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "granary silo: unexpected argument %q\n", fs.Arg(0))
-		return nil, errUsage
-	}
-	if f.httpPort < 0 || f.httpPort > 65535 {
-		return nil, fmt.Errorf("--http-port %d is not a port", f.httpPort)
+	if err := f.check(); err != nil {
+		return nil, err
 	}
 	if _, _, err := net.SplitHostPort(f.internalAddr); err != nil {
 		return nil, fmt.Errorf("--internal-addr %q: %w", f.internalAddr, err)
@@ -108,9 +82,6 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	}
 	if f.leasePeriod <= f.heartbeat*2 {
 		return nil, fmt.Errorf("--lease-period %v must be well over two --heartbeat-interval (%v)", f.leasePeriod, f.heartbeat)
-	}
-	if err := f.apps.nameApps(f.appID); err != nil {
-		return nil, err
 	}
 	return f, nil
 }
@@ -226,11 +197,10 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
 	})
-	rem, err := reminders.New(reminders.Config{Store: store, Actors: rt, Logger: log, ByShard: true})
+	rem, err := startReminders(rt, store, true, log)
 	if err != nil {
 		return err
 	}
-	rt.SetReminders(rem)
 	hooks.rem = rem
 
 	httpAddr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
