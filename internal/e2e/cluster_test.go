@@ -501,8 +501,25 @@ func TestClusterOfThreeSilos(t *testing.T) {
 			}
 			remFired <- -1
 		}()
-		n, _, err := m.increment(m.silos[0], id)
+		// A call that goes out on s1's connection to the dead silo before s1
+		// notices the death is answered 503 "may have run" and not sent
+		// again; a client retries it. The silo died before these calls, so
+		// none of them ran there and the count must be exactly 2.
+		var n int64
+		mayHaveRun := 0
+		for {
+			var status int
+			n, status, err = m.increment(m.silos[0], id)
+			if status == http.StatusServiceUnavailable && strings.Contains(err.Error(), "may have run") && mayHaveRun < 3 {
+				mayHaveRun++
+				continue
+			}
+			break
+		}
 		took := time.Since(killed)
+		if mayHaveRun > 0 {
+			t.Logf("%d call(s) on the connection to the dead silo answered 503 (may have run) and were retried", mayHaveRun)
+		}
 		if err != nil || n != 2 {
 			t.Fatalf("the killed silo's actor %s after the kill: count %d, %v; want 2 (its persisted 1, plus one)", id, n, err)
 		}
