@@ -662,9 +662,10 @@ func TestManyActorsConcurrently(t *testing.T) {
 // claimOne), until moved away. It claims nothing in the store: tests that
 // write claim the shards themselves.
 type movablePlacement struct {
-	away  atomic.Bool
-	claim atomic.Pointer[statestore.Claim]
-	asked atomic.Int64 // Claim calls
+	away      atomic.Bool
+	suspended atomic.Bool // the lease lapsed: the actor stays ours, turns wait
+	claim     atomic.Pointer[statestore.Claim]
+	asked     atomic.Int64 // Claim calls
 }
 
 var claimOne = statestore.Claim{Cluster: "test", Version: 1, Silo: "s1", Incarnation: "i1"}
@@ -673,6 +674,9 @@ func (p *movablePlacement) Claim(context.Context, actor.ID) (statestore.Claim, e
 	p.asked.Add(1)
 	if p.away.Load() {
 		return statestore.Claim{}, fmt.Errorf("moved to another silo: %w", actor.ErrNotOwner)
+	}
+	if p.suspended.Load() {
+		return statestore.Claim{}, fmt.Errorf("%w: %w: no lease", actor.ErrNotOwner, actor.ErrSuspended)
 	}
 	if c := p.claim.Load(); c != nil {
 		return *c, nil

@@ -158,6 +158,10 @@ func (t *actorTimer) fire() {
 		// The activation, the runtime or the type ended: so does the timer.
 		t.end()
 		return
+	case errors.Is(err, ErrSuspended):
+		// The silo may not run turns for a moment but keeps the actor:
+		// skip this fire. Checked before ErrNotOwner, which it also wraps.
+		rt.log.Debug("timer fire skipped: the silo is suspended", "actor", a.id.String(), "timer", t.spec.Name, "err", err)
 	case errors.Is(err, ErrNotOwner):
 		// The actor moved: its activation here is on its way out.
 		rt.log.Info("timer stopped: the actor is owned by another silo now", "actor", a.id.String(), "timer", t.spec.Name)

@@ -51,6 +51,42 @@ func TestTimerDoesNotFireWhereTheActorIsNotOwned(t *testing.T) {
 	})
 }
 
+// While the silo is suspended (its lease lapsed for a moment) a timer does
+// not fire, and fires again once the silo may run turns: the activation is
+// kept through a suspension, and so are its timers. A suspension used to end
+// the timer as if the actor had moved, because its error also wraps
+// ErrNotOwner.
+func TestTimerSurvivesASuspension(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &movablePlacement{}
+		rt, err := actor.New(actor.Config{Store: memstore.New(), Logger: quietLogger(), Placement: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rt.Close(context.Background())
+		rec := newRecorder()
+		rec.register(t, rt, "T", actor.TypeConfig{IdleTimeout: time.Hour})
+		id := actor.ID{Type: "T", ID: "a"}
+		if err := rt.CreateTimer(context.Background(), id, everySecond(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		p.suspended.Store(true)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(rec.Events()); n != 1 {
+			t.Fatalf("%d fires while suspended", n-1)
+		}
+		p.suspended.Store(false)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(rec.Events()); n < 3 {
+			t.Fatalf("%d fires in all; the timer did not fire again after the suspension ended", n)
+		}
+	})
+}
+
 // While its type is unavailable (its app unhealthy) a timer does not call the
 // actor; it fires again once the type is available.
 func TestTimerSkipsFiresWhileTheTypeIsUnavailable(t *testing.T) {

@@ -255,6 +255,10 @@ func (s *Service) failedLocked(e *entry, id actor.ID, err error, now time.Time) 
 	case errors.Is(err, actor.ErrClosed), errors.Is(err, context.Canceled) && s.stopped:
 		// Shutting down: the stored due time stands and fires after restart.
 		return
+	case errors.Is(err, actor.ErrSuspended):
+		// The silo may not run turns for a moment (a lapsed lease, a shard
+		// locked for a table change) but still owns the actor: retry below.
+		// Checked before ErrNotOwner, which a suspension also wraps.
 	case errors.Is(err, actor.ErrFenced), errors.Is(err, actor.ErrNotOwner):
 		// Another silo owns the actor now and fires its reminders.
 		s.dropLocked(e)

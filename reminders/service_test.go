@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -754,6 +755,47 @@ func TestNativeActorManagesItsReminders(t *testing.T) {
 		}
 		if _, ok := h.stored("n", "self"); ok {
 			t.Fatal("disarmed reminder still stored")
+		}
+	})
+}
+
+// suspendable is a placement whose lease can lapse: while suspended, Claim
+// answers as a cluster silo without a lease does, ErrNotOwner wrapping
+// ErrSuspended.
+type suspendable struct {
+	actor.Placement
+	suspended atomic.Bool
+}
+
+func (p *suspendable) Claim(ctx context.Context, id actor.ID) (statestore.Claim, error) {
+	if p.suspended.Load() {
+		return statestore.Claim{}, fmt.Errorf("%w: %w: no lease", actor.ErrNotOwner, actor.ErrSuspended)
+	}
+	return p.Placement.Claim(ctx, id)
+}
+
+// TestFireDuringASuspensionIsRetried: a fire that finds the silo suspended
+// (its lease lapsed for a moment) must stay scheduled and fire once the
+// silo may run turns again. It used to be dropped as if the actor had moved,
+// because the suspension error also wraps ErrNotOwner: the reminder then
+// never fired again on a silo that still owned it.
+func TestFireDuringASuspensionIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memstore.New()
+		placement := &suspendable{Placement: singleSilo(t, store)}
+		h := startPlaced(t, store, newPinger(), reminders.Config{}, placement)
+		defer h.stop()
+		h.create("a", "tick", "1s", "1s", "")
+		sleep(1500 * time.Millisecond)
+		if n := len(h.p.firesOf("a", "tick")); n != 1 {
+			t.Fatalf("%d fires before the suspension, want 1", n)
+		}
+		placement.suspended.Store(true)
+		sleep(time.Second) // the fire due at 2 s finds the silo suspended
+		placement.suspended.Store(false)
+		sleep(4 * time.Second)
+		if n := len(h.p.firesOf("a", "tick")); n < 4 {
+			t.Fatalf("%d fires by 6.5 s with a 1 s suspension, want at least 4: the reminder was dropped", n)
 		}
 	})
 }
