@@ -236,7 +236,7 @@ func TestLateTransactionWritesNothing(t *testing.T) {
 		t.Error("late transaction wrote")
 	}
 
-	// A window that has always passed: Transact marks maxMarkAttempts
+	// A window that has always passed: Transact marks maxLateAttempts
 	// times, is refused each time, and reports it.
 	s.window = -time.Hour
 	err = s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{indexedPut("idx", "k", "v")}})

@@ -30,7 +30,8 @@ end
 //
 //	KEYS     the data key of each operation, then the fence record's data key if ARGV[1] ~= ''
 //	ARGV[1]  the value the fence record must hold exactly, or ''
-//	ARGV[2]  the commit deadline (ms) set by the index marks, or ''
+//	ARGV[2]  the commit deadline (server ms: the earlier of the caller's give-up
+//	         time and the index marks' window; see deadline.go), or ''
 //	then, per operation, six arguments: kind ('p' put, 'd' delete),
 //	condition ('' none, 'a' absent, 'e' ETag), wanted ETag, TTL in ms ('0': none),
 //	value, and the new ETag of a put

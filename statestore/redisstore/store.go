@@ -111,6 +111,9 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 	window time.Duration // indexWindow; tests change it
+	// readTimeout bounds each reply; the commit deadlines follow it.
+	readTimeout time.Duration
+	clock       serverClock
 }
 
 var _ statestore.Store = (*Store)(nil)
@@ -139,6 +142,8 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		log:    opts.Logger,
 		etags:  newETagSource(),
 		window: indexWindow,
+
+		readTimeout: ro.ReadTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -146,6 +151,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		_ = s.client.Close()
 		return nil, s.fail("ping", err)
+	}
+	if err := s.sampleClock(ctx); err != nil {
+		_ = s.client.Close()
+		return nil, s.fail("read the server's clock", err)
 	}
 	for _, script := range allScripts {
 		if err := script.Load(ctx, s.client).Err(); err != nil {

@@ -9,9 +9,10 @@ import (
 	"github.com/granaryhq/granary/statestore"
 )
 
-// maxMarkAttempts bounds how often a transaction marks its index keys again
-// after arriving at Redis too late for its earlier marks.
-const maxMarkAttempts = 3
+// maxLateAttempts bounds how often a transaction is sent again after
+// arriving at Redis too late: past its commit deadline (see deadline.go), or
+// for its earlier index marks.
+const maxLateAttempts = 3
 
 // Transact applies txn atomically in one script call. Keys the transaction
 // puts into an index are added to it first; keys it deletes from an index
@@ -29,29 +30,47 @@ func (s *Store) Transact(ctx context.Context, txn statestore.Txn) error {
 	}
 	p := s.plan(txn)
 	for attempt := 1; ; attempt++ {
+		deadline := int64(-1)
 		if len(p.marks) > 0 {
 			at, err := s.mark(ctx, p.marks)
 			if err != nil {
 				return s.fail("transact: add to index", err)
 			}
-			p.args[1] = strconv.FormatInt(at+s.window.Milliseconds(), 10)
+			deadline = at + s.window.Milliseconds()
+		}
+		sent := time.Now()
+		commitBy, giveUp, bounded := s.commitDeadline(ctx, sent)
+		if bounded && (deadline < 0 || commitBy < deadline) {
+			deadline = commitBy
+		}
+		p.args[1] = ""
+		if deadline >= 0 {
+			p.args[1] = strconv.FormatInt(deadline, 10)
 		}
 		res, err := s.runTxn(ctx, p.keys, p.args)
 		if err != nil {
+			if bounded && maybeSent(err) {
+				// The caller must not go on while the script may still
+				// run and commit: wait for its deadline.
+				awaitDeadline(ctx, giveUp)
+			}
 			return s.fail("transact", err)
 		}
 		out, err := parseTxn(txn, res)
 		if err != nil {
 			return s.fail("transact", err)
 		}
+		if out.err == nil && !out.late {
+			s.clock.observe(out.committedAt, time.Now())
+		}
 		if out.err != nil {
 			return s.fail("transact", out.err)
 		}
 		if out.late {
-			if attempt < maxMarkAttempts {
+			if attempt < maxLateAttempts {
 				continue
 			}
-			return s.fail("transact", fmt.Errorf("reached Redis more than %v after adding its keys to their index, %d times", s.window, attempt))
+			return s.fail("transact", fmt.Errorf("reached Redis past its commit deadline %d times (the network delays it past the read timeout %v or the index window %v)", attempt, s.readTimeout, s.window))
 		}
 		if len(p.unmarks) > 0 {
 			if err := s.unindex(ctx, p.unmarks, out.committedAt); err != nil {
