@@ -242,13 +242,23 @@ type PlacementStatus struct {
 	Leader      string `json:"leader,omitempty"`
 	// Lease says whether the silo holds a placement lease; without one it
 	// starts no turn and fires no reminder.
-	Lease       *bool  `json:"lease,omitempty"`
-	LeaseLeftMs int64  `json:"leaseLeftMs,omitempty"`
-	LastError   string `json:"lastError,omitempty"`
-	Removed     string `json:"removed,omitempty"`
+	Lease       *bool `json:"lease,omitempty"`
+	LeaseLeftMs int64 `json:"leaseLeftMs,omitempty"`
+	// LeaseSpans are the latest unbroken spans of the lease, oldest first,
+	// in wall-clock Unix nanoseconds; the last one's until lies ahead while
+	// the lease holds.
+	LeaseSpans []LeaseSpan `json:"leaseSpans,omitempty"`
+	LastError  string      `json:"lastError,omitempty"`
+	Removed    string      `json:"removed,omitempty"`
 	// Shards counts this silo's shards per actor type and state (held,
 	// gaining, losing).
 	Shards map[string]map[string]int `json:"shards,omitempty"`
+}
+
+// LeaseSpan is one unbroken span over which a silo held its lease.
+type LeaseSpan struct {
+	From  int64 `json:"from"`
+	Until int64 `json:"until"`
 }
 
 // Metadata returns the silo's metadata.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -153,5 +154,38 @@ func TestOpenStore(t *testing.T) {
 	}
 	if _, _, err := openStore(ctx, "redis://user:secret@127.0.0.1:1/0", dir, log); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("unreachable Redis with a password: %v (must fail without showing the password)", err)
+	}
+}
+
+func TestParseSiloPeerAddrs(t *testing.T) {
+	base := []string{"--id", "s1", "--state-store", "redis://127.0.0.1:6379/0"}
+	f, err := parseSiloFlags(append(base, "--peer-addr", "s2=127.0.0.1:9002", "--peer-addr", "s3=127.0.0.1:9003"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.peerAddrs) != 2 || f.peerAddrs["s2"] != "127.0.0.1:9002" || f.peerAddrs["s3"] != "127.0.0.1:9003" {
+		t.Fatalf("peer addresses %v", f.peerAddrs)
+	}
+	f, err = parseSiloFlags(append(base, "--placement", "p1=127.0.0.1:8001,127.0.0.1:8002, p3=127.0.0.1:8003"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.placementAddrs, []string{"127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"}) ||
+		len(f.placementNodes) != 2 || f.placementNodes["p1"] != "127.0.0.1:8001" || f.placementNodes["p3"] != "127.0.0.1:8003" {
+		t.Fatalf("placement %v, nodes %v", f.placementAddrs, f.placementNodes)
+	}
+	for _, bad := range [][]string{
+		{"--placement", "p1=127.0.0.1:1,p1=127.0.0.1:2"},
+		{"--placement", "=127.0.0.1:1"},
+		{"--placement", "127.0.0.1"},
+		{"--peer-addr", "s2"},
+		{"--peer-addr", "=127.0.0.1:1"},
+		{"--peer-addr", "s2=nowhere"},
+		{"--peer-addr", "a/b=127.0.0.1:1"},
+		{"--peer-addr", "s2=127.0.0.1:1", "--peer-addr", "s2=127.0.0.1:2"},
+	} {
+		if _, err := parseSiloFlags(append(base, bad...), io.Discard); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -33,13 +33,18 @@ import (
 
 type siloFlags struct {
 	hostFlags
-	id            string
-	placement     string
-	internalAddr  string
-	stateStore    string
-	routingWindow time.Duration
-	leasePeriod   time.Duration
-	heartbeat     time.Duration
+	id        string
+	placement string
+	// placementAddrs and placementNodes are --placement parsed: every
+	// address, and the addresses given with a node ID.
+	placementAddrs []string
+	placementNodes map[string]string
+	internalAddr   string
+	peerAddrs      peerAddrFlag
+	stateStore     string
+	routingWindow  time.Duration
+	leasePeriod    time.Duration
+	heartbeat      time.Duration
 }
 
 func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
@@ -47,9 +52,10 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	fs := flag.NewFlagSet("granary silo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.id, "id", "", "this silo's ID, stable across restarts (default: the host name and the internal port)")
-	fs.StringVar(&f.placement, "placement", "127.0.0.1:7101", "gRPC addresses of the placement nodes, host:port,...")
+	fs.StringVar(&f.placement, "placement", "127.0.0.1:7101", "gRPC addresses of the placement nodes, [id=]host:port,...; with the node's ID, a pointer to that node as leader is followed to this address instead of the one it advertises")
 	f.register(fs)
 	fs.StringVar(&f.internalAddr, "internal-addr", "127.0.0.1:7500", "host:port of the silo-to-silo gRPC service, as other silos reach it")
+	fs.Var(&f.peerAddrs, "peer-addr", "ID=host:port: reach silo ID at this address instead of the internal address it advertises, e.g. through a NAT or a proxy (repeatable)")
 	fs.StringVar(&f.stateStore, "state-store", "", "the cluster's shared state store: redis://[user:pass@]host:port/db (rediss:// for TLS); required")
 	fs.DurationVar(&f.routingWindow, "routing-window", router.DefaultRoutingWindow, "how long a call waits for its actor's owner to be reachable before 503 (or 404 when no silo hosts the type)")
 	fs.DurationVar(&f.leasePeriod, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps the lease; must equal the placement nodes' --lease-period")
@@ -63,6 +69,10 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	}
 	if err := f.check(); err != nil {
 		return nil, err
+	}
+	var err error
+	if f.placementAddrs, f.placementNodes, err = parsePlacementAddrs(f.placement); err != nil {
+		return nil, fmt.Errorf("--placement %q: %w", f.placement, err)
 	}
 	if _, _, err := net.SplitHostPort(f.internalAddr); err != nil {
 		return nil, fmt.Errorf("--internal-addr %q: %w", f.internalAddr, err)
@@ -84,6 +94,66 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 		return nil, fmt.Errorf("--lease-period %v must be well over two --heartbeat-interval (%v)", f.leasePeriod, f.heartbeat)
 	}
 	return f, nil
+}
+
+// parsePlacementAddrs parses "[id=]host:port,...".
+func parsePlacementAddrs(list string) (addrs []string, byID map[string]string, err error) {
+	for entry := range strings.SplitSeq(list, ",") {
+		id, addr, named := strings.Cut(strings.TrimSpace(entry), "=")
+		if !named {
+			id, addr = "", id
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, nil, fmt.Errorf("entry %q: %w", entry, err)
+		}
+		if named {
+			if id == "" {
+				return nil, nil, fmt.Errorf("entry %q: empty node ID", entry)
+			}
+			if byID == nil {
+				byID = map[string]string{}
+			}
+			if _, dup := byID[id]; dup {
+				return nil, nil, fmt.Errorf("node %s is listed twice", id)
+			}
+			byID[id] = addr
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, byID, nil
+}
+
+// peerAddrFlag collects --peer-addr ID=host:port values.
+type peerAddrFlag map[string]string
+
+func (p *peerAddrFlag) String() string {
+	var parts []string
+	for id, addr := range *p {
+		parts = append(parts, id+"="+addr)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (p *peerAddrFlag) Set(v string) error {
+	id, addr, ok := strings.Cut(v, "=")
+	if !ok || id == "" {
+		return fmt.Errorf("%q: want ID=host:port", v)
+	}
+	if err := checkSiloID(id); err != nil {
+		return fmt.Errorf("%q: silo ID: %w", v, err)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q: %w", v, err)
+	}
+	if *p == nil {
+		*p = peerAddrFlag{}
+	}
+	if _, dup := (*p)[id]; dup {
+		return fmt.Errorf("%q: silo %s has an address already", v, id)
+	}
+	(*p)[id] = addr
+	return nil
 }
 
 // siloHooks hands shards between the ownership record, the runtime and the
@@ -215,7 +285,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log,
-		Cluster: router.New(self, own, fwd, f.routingWindow)})
+		Cluster: router.New(self, own, fwd, f.routingWindow, f.peerAddrs)})
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
@@ -241,7 +311,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	publicHTTP := ln.Addr().String()
 	gone := make(chan string, 1)
 	client := placementclient.New(placementclient.Config{
-		Addrs: strings.Split(f.placement, ","),
+		Addrs: f.placementAddrs, NodeAddrs: f.placementNodes,
 		Member: func() table.Member {
 			var types []string
 			for _, st := range rt.Stats() {
@@ -333,6 +403,9 @@ func clusterPlacementStatus(own *ownership.Ownership, client *placementclient.Cl
 		cs := client.Status()
 		lease := cs.Lease
 		st.Lease, st.LeaseLeftMs, st.Leader, st.LastError = &lease, cs.LeaseLeft.Milliseconds(), cs.Leader, cs.LastError
+		for _, sp := range cs.LeaseSpans {
+			st.LeaseSpans = append(st.LeaseSpans, silo.LeaseSpan{From: sp.From, Until: sp.Until})
+		}
 	}
 	return st
 }

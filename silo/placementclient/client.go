@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -47,6 +48,10 @@ type Handler interface {
 type Config struct {
 	// Addrs are the gRPC addresses of the placement nodes.
 	Addrs []string
+	// NodeAddrs, optional, maps a placement node's ID to the address to
+	// reach it at; a follower's pointer to the leader is followed there
+	// instead of to the address the leader advertises (a NAT, a proxy).
+	NodeAddrs map[string]string
 	// Member describes this silo process now; called for every heartbeat.
 	Member func() table.Member
 	// Load is the number of active actors, reported in heartbeats; optional.
@@ -54,6 +59,11 @@ type Config struct {
 	// TableVersion is the newest table the silo adopted; optional.
 	TableVersion func() uint64
 	Handler      Handler
+	// ProbeTimeout bounds the wait for a placement node's first answer on
+	// a new stream (a leader's acknowledgement, a follower's pointer to the
+	// leader): a node that is frozen, or whose link holds every byte,
+	// accepts the connection and says nothing. Default DefaultProbeTimeout.
+	ProbeTimeout time.Duration
 	// HeartbeatInterval defaults to 250 ms; LeasePeriod to 2 s.
 	HeartbeatInterval time.Duration
 	LeasePeriod       time.Duration
@@ -71,6 +81,7 @@ type Client struct {
 
 	mu         sync.Mutex
 	leaseUntil time.Duration // on cfg.Now's clock
+	leaseLog   []leaseSpan   // the latest spans over which the lease held, oldest first
 	sent       map[uint64]time.Duration
 	seq        uint64
 	lastAck    uint64
@@ -80,6 +91,11 @@ type Client struct {
 	refusals   chan *pb.ClaimRefused
 }
 
+// DefaultProbeTimeout is the default ProbeTimeout: well under the
+// faulty-host timeout, so that a silo whose leader froze tries every other
+// node in time to reach the new leader before it removes the silo.
+const DefaultProbeTimeout = time.Second
+
 // New makes a client.
 func New(cfg Config) *Client {
 	if cfg.HeartbeatInterval <= 0 {
@@ -87,6 +103,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.LeasePeriod <= 0 {
 		cfg.LeasePeriod = membership.DefaultLeasePeriod
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = clock.Boottime
@@ -114,6 +133,22 @@ func (c *Client) ReportClaimRefused(newer uint64, fenceKey string) {
 	}
 }
 
+// leaseSpan is one unbroken span of the lease on the lease clock: from the
+// acknowledgement that gave a lapsed (or never held) lease back, to the
+// expiry the latest acknowledgement set.
+type leaseSpan struct{ from, until time.Duration }
+
+// leaseLogLength bounds the spans the client remembers.
+const leaseLogLength = 64
+
+// LeaseSpan is one unbroken span of the lease in wall-clock Unix
+// nanoseconds. Until is when the lease ran or runs out: in the future while
+// it holds.
+type LeaseSpan struct {
+	From  int64 `json:"from"`
+	Until int64 `json:"until"`
+}
+
 // Status is the client's state for the metadata endpoint.
 type Status struct {
 	Leader    string        `json:"leader"`
@@ -121,6 +156,10 @@ type Status struct {
 	Lease     bool          `json:"lease"`
 	LeaseLeft time.Duration `json:"leaseLeftNanos"`
 	LastError string        `json:"lastError,omitempty"`
+	// LeaseSpans are the latest spans over which the lease held, oldest
+	// first, converted from the lease clock to the wall clock as of now (a
+	// wall-clock step since moves them with it).
+	LeaseSpans []LeaseSpan `json:"leaseSpans,omitempty"`
 }
 
 // Status reports the client's state.
@@ -128,7 +167,15 @@ func (c *Client) Status() Status {
 	valid, left := c.Lease()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Status{Leader: c.leader, Connected: c.connected, Lease: valid, LeaseLeft: left, LastError: c.lastErr}
+	st := Status{Leader: c.leader, Connected: c.connected, Lease: valid, LeaseLeft: left, LastError: c.lastErr}
+	if len(c.leaseLog) > 0 {
+		offset := time.Now().UnixNano() - int64(c.cfg.Now())
+		st.LeaseSpans = make([]LeaseSpan, len(c.leaseLog))
+		for i, sp := range c.leaseLog {
+			st.LeaseSpans[i] = LeaseSpan{From: offset + int64(sp.from), Until: offset + int64(sp.until)}
+		}
+	}
+	return st
 }
 
 // Run keeps a stream to the leader until ctx is done, moving to the leader a
@@ -196,9 +243,19 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Until the node first answers, the stream lives ProbeTimeout at most.
+	var silent atomic.Bool
+	probe := time.AfterFunc(c.cfg.ProbeTimeout, func() { silent.Store(true); cancel() })
+	defer probe.Stop()
+	noAnswer := func(err error) error {
+		if silent.Load() && ctx.Err() == nil {
+			return fmt.Errorf("no answer within %v", c.cfg.ProbeTimeout)
+		}
+		return err
+	}
 	stream, err := pb.NewPlacementClient(conn).Connect(sctx)
 	if err != nil {
-		return "", fmt.Errorf("opening the stream: %w", err)
+		return "", noAnswer(fmt.Errorf("opening the stream: %w", err))
 	}
 	var sendMu sync.Mutex
 	send := func(m *pb.SiloMessage) error {
@@ -207,7 +264,7 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 		return stream.Send(m)
 	}
 	if err := send(c.heartbeat()); err != nil {
-		return "", fmt.Errorf("sending: %w", err)
+		return "", noAnswer(fmt.Errorf("sending: %w", err))
 	}
 	phases := make(chan *pb.RoundPhase, 64)
 	phaseDone := make(chan struct{})
@@ -239,6 +296,9 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 				// Written before first is closed (deferred), so the
 				// session reads it safely after either channel.
 				redirectTo = nl.NotLeader.GetLeaderAddr()
+				if addr, ok := c.cfg.NodeAddrs[nl.NotLeader.GetLeaderId()]; ok {
+					redirectTo = addr
+				}
 				recvErr <- errNotLeader
 				return
 			}
@@ -267,6 +327,9 @@ func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redi
 	case <-first:
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+	if !probe.Stop() {
+		return "", noAnswer(errors.New("the stream ended"))
 	}
 	// A stream that ended at once (a follower's NotLeader) has already
 	// reported why: the error is sent before first is closed.
@@ -395,9 +458,23 @@ func (c *Client) acked(seq uint64) {
 	if seq > c.lastAck {
 		c.lastAck = seq
 	}
-	if until := sentAt + c.cfg.LeasePeriod; until > c.leaseUntil {
-		c.leaseUntil = until
+	until := sentAt + c.cfg.LeasePeriod
+	if until <= c.leaseUntil {
+		return
 	}
+	now := c.cfg.Now()
+	lapsed := c.leaseUntil <= now
+	c.leaseUntil = until
+	if until <= now {
+		return // acknowledged too late to give a lease
+	}
+	if lapsed { // the lease starts again
+		if len(c.leaseLog) == leaseLogLength {
+			c.leaseLog = append(c.leaseLog[:0], c.leaseLog[1:]...)
+		}
+		c.leaseLog = append(c.leaseLog, leaseSpan{from: now})
+	}
+	c.leaseLog[len(c.leaseLog)-1].until = until
 }
 
 func (c *Client) missedAcks() uint64 {

@@ -30,14 +30,17 @@ type Router struct {
 	own    *ownership.Ownership
 	fwd    *forward.Client
 	window time.Duration
+	peers  map[string]string // silo ID → address to reach it at instead of its own
 }
 
-// New returns the router of silo process self.
-func New(self table.Owner, own *ownership.Ownership, fwd *forward.Client, window time.Duration) *Router {
+// New returns the router of silo process self. peerAddrs, which may be nil,
+// maps a silo ID to the address this silo reaches it at instead of the
+// internal address the silo advertises (a NAT, a proxy in between).
+func New(self table.Owner, own *ownership.Ownership, fwd *forward.Client, window time.Duration, peerAddrs map[string]string) *Router {
 	if window <= 0 {
 		window = DefaultRoutingWindow
 	}
-	return &Router{self: self, own: own, fwd: fwd, window: window}
+	return &Router{self: self, own: own, fwd: fwd, window: window, peers: peerAddrs}
 }
 
 var _ gateway.Cluster = (*Router)(nil)
@@ -69,6 +72,9 @@ func (r *Router) Locate(id actor.ID) gateway.Location {
 		return loc
 	}
 	loc.Addr = m.InternalAddr
+	if addr, ok := r.peers[m.ID]; ok {
+		loc.Addr = addr
+	}
 	return loc
 }
 
