@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/internal/launch"
 )
 
 // This file is `granary cluster up`: a local cluster of real processes on
@@ -149,19 +150,12 @@ func (f *clusterFlags) portsNeeded() int {
 	return n
 }
 
-// clusterProcSpec is one process of a cluster, before it starts.
+// clusterProcSpec is one process of a cluster, before it starts: what
+// launch.Start needs, and what the launcher shows and checks.
 type clusterProcSpec struct {
-	name    string   // p1, s1, app1
-	kind    string   // kindPlacement, kindApp or kindSilo
-	argv    []string // the program and its arguments
-	env     []string // NAME=value set on top of the launcher's environment
-	dataDir string   // created before the start; "" for none
-	logPath string   // receives stdout and stderr
-	ports   []int    // every port it listens on
-	// The process is ready once GET readyURL answers 2xx or, when readyURL
-	// is empty, once readyAddr accepts a TCP connection.
-	readyURL  string
-	readyAddr string
+	launch.Spec
+	kind      string // kindPlacement, kindApp or kindSilo
+	ports     []int  // every port it listens on
 	addresses string // where it listens, for the table
 }
 
@@ -216,12 +210,13 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 		dataDir := filepath.Join(runDir, name)
 		statusURL := "http://" + addr(status[i]) + "/status"
 		plan.placement = append(plan.placement, clusterProcSpec{
-			name: name, kind: kindPlacement, dataDir: dataDir, logPath: logPath(name),
-			argv: []string{granary, "placement", "--id", name,
-				"--raft-addr", addr(raft[i]), "--grpc-addr", grpcAddrs[i], "--http-addr", addr(status[i]),
-				"--data-dir", dataDir, "--peers", strings.Join(peers, ",")},
+			Spec: launch.Spec{Name: name, DataDir: dataDir, LogPath: logPath(name),
+				Argv: []string{granary, "placement", "--id", name,
+					"--raft-addr", addr(raft[i]), "--grpc-addr", grpcAddrs[i], "--http-addr", addr(status[i]),
+					"--data-dir", dataDir, "--peers", strings.Join(peers, ",")},
+				ReadyURL: statusURL},
+			kind:      kindPlacement,
 			ports:     []int{raft[i], grpcPorts[i], status[i]},
-			readyURL:  statusURL,
 			addresses: fmt.Sprintf("raft %s  grpc %s  status %s", addr(raft[i]), grpcAddrs[i], statusURL),
 		})
 	}
@@ -243,34 +238,25 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 			appAddr := addr(appPorts[i])
 			argv = append(argv, "--app-url", "http://"+appAddr)
 			plan.apps = append(plan.apps, clusterProcSpec{
-				name: appName, kind: kindApp, logPath: logPath(appName),
-				argv: appArgv(f.appCmd),
-				env: []string{"APP_HOST=127.0.0.1", "APP_PORT=" + strconv.Itoa(appPorts[i]),
-					"DAPR_HTTP_PORT=" + strconv.Itoa(gateway[i]), "GRANARY_URL=" + gatewayURL},
+				Spec: launch.Spec{Name: appName, LogPath: logPath(appName),
+					Argv: launch.ShellArgv(f.appCmd),
+					Env: []string{"APP_HOST=127.0.0.1", "APP_PORT=" + strconv.Itoa(appPorts[i]),
+						"DAPR_HTTP_PORT=" + strconv.Itoa(gateway[i]), "GRANARY_URL=" + gatewayURL},
+					ReadyAddr: appAddr},
+				kind:      kindApp,
 				ports:     []int{appPorts[i]},
-				readyAddr: appAddr,
 				addresses: fmt.Sprintf("app %s  for %s", appAddr, name),
 			})
 		}
 		argv = append(argv, f.siloArgs...)
 		plan.silos = append(plan.silos, clusterProcSpec{
-			name: name, kind: kindSilo, logPath: logPath(name), argv: argv,
+			Spec:      launch.Spec{Name: name, LogPath: logPath(name), Argv: argv, ReadyURL: gatewayURL + "/v1.0/healthz"},
+			kind:      kindSilo,
 			ports:     []int{gateway[i], internal[i]},
-			readyURL:  gatewayURL + "/v1.0/healthz",
 			addresses: fmt.Sprintf("gateway %s  internal %s", gatewayURL, addr(internal[i])),
 		})
 	}
 	return plan, nil
-}
-
-// appArgv runs cmd with /bin/sh. A simple command (words only, no shell
-// syntax) is exec'd by the shell, so the process the launcher starts, signals
-// and lists is the app itself rather than a shell around it.
-func appArgv(cmd string) []string {
-	if strings.ContainsAny(cmd, ";&|<>()$`\\\"'*?[]#~=%{}!\n") {
-		return []string{"/bin/sh", "-c", cmd}
-	}
-	return []string{"/bin/sh", "-c", "exec " + cmd}
 }
 
 // all returns every process in start order.
@@ -285,38 +271,6 @@ func redactURL(raw string) string {
 		return u.Redacted()
 	}
 	return raw
-}
-
-// consecutivePorts returns n ports from base on.
-func consecutivePorts(base, n int) []int {
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = base + i
-	}
-	return ports
-}
-
-// pickFreePorts returns n distinct TCP ports on 127.0.0.1 that nothing
-// listened on a moment ago: it holds n listeners open at once, so the kernel
-// cannot hand out the same port twice, then closes them. Another process may
-// still take one before the cluster binds it.
-func pickFreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	listeners := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range listeners {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		listeners = append(listeners, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -340,7 +294,7 @@ func runClusterUp(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if !processGroupsSupported {
+	if !launch.Supported {
 		return errors.New("granary cluster runs on Linux and macOS only")
 	}
 	granary := f.granary
@@ -358,8 +312,8 @@ func runClusterUp(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var ports []int
 	if f.basePort > 0 {
-		ports = consecutivePorts(f.basePort, f.portsNeeded())
-	} else if ports, err = pickFreePorts(f.portsNeeded()); err != nil {
+		ports = launch.ConsecutivePorts(f.basePort, f.portsNeeded())
+	} else if ports, err = launch.FreePorts(f.portsNeeded()); err != nil {
 		return err
 	}
 	plan, err := buildClusterPlan(f, granary, runDir, ports)

@@ -4,50 +4,26 @@ package main
 // until each answers, printing the table, and stopping them in order.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/internal/launch"
 )
 
 // clusterProc is a started process of the cluster.
 type clusterProc struct {
-	spec    clusterProcSpec
-	cmd     *exec.Cmd
-	start   time.Time
-	done    chan struct{} // closed once the process has been waited for
-	waitErr error         // valid once done is closed
-}
-
-func (p *clusterProc) pid() int { return p.cmd.Process.Pid }
-
-func (p *clusterProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// exitStatus describes how the exited process ended.
-func (p *clusterProc) exitStatus() string {
-	if p.waitErr == nil {
-		return "exit status 0"
-	}
-	return p.waitErr.Error()
+	spec  clusterProcSpec
+	proc  *launch.Proc
+	start time.Time // by the launcher's clock
 }
 
 // clusterLauncher starts a planned cluster and stops it.
@@ -94,7 +70,7 @@ func (l *clusterLauncher) run(ctx context.Context) error {
 			return nil
 		case p := <-l.exited:
 			running--
-			fmt.Fprintf(l.out, "%s (pid %d) exited: %s\n%s", p.spec.name, p.pid(), p.exitStatus(), logTail(p.spec.logPath))
+			fmt.Fprintf(l.out, "%s (pid %d) exited: %s\n%s", p.spec.Name, p.proc.Pid(), p.proc.ExitStatus(), launch.LogTail(p.spec.LogPath, clusterLogTailLines))
 			if running == 0 {
 				l.stopAll() // whatever they started
 				return errors.New("every process of the cluster has exited")
@@ -134,52 +110,23 @@ func (l *clusterLauncher) startGroup(specs []clusterProcSpec) ([]*clusterProc, e
 			return procs, err
 		}
 		procs = append(procs, p)
-		fmt.Fprintf(l.out, "started %s (pid %d), log %s\n", spec.name, p.pid(), spec.logPath)
+		fmt.Fprintf(l.out, "started %s (pid %d), log %s\n", spec.Name, p.proc.Pid(), spec.LogPath)
 	}
 	return procs, nil
 }
 
+// start starts the process of spec; once it exits, it is sent on l.exited.
 func (l *clusterLauncher) start(spec clusterProcSpec) (*clusterProc, error) {
-	if spec.dataDir != "" {
-		if err := os.MkdirAll(spec.dataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("%s: data directory: %w", spec.name, err)
-		}
-	}
-	logFile, err := os.OpenFile(spec.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	proc, err := launch.Start(spec.Spec)
 	if err != nil {
-		return nil, fmt.Errorf("%s: log file: %w", spec.name, err)
+		return nil, err
 	}
-	defer logFile.Close() // the child has its own copy
-	cmd := exec.Command(spec.argv[0], spec.argv[1:]...)
-	cmd.Env = envWith(os.Environ(), spec.env)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	setOwnProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s (%s): %w", spec.name, spec.argv[0], err)
-	}
-	p := &clusterProc{spec: spec, cmd: cmd, start: l.clock.Now(), done: make(chan struct{})}
+	p := &clusterProc{spec: spec, proc: proc, start: l.clock.Now()}
 	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
+		<-proc.Done()
 		l.exited <- p
 	}()
 	return p, nil
-}
-
-// envWith returns base with each NAME=value of set replacing any value NAME has.
-func envWith(base, set []string) []string {
-	replaced := map[string]bool{}
-	for _, kv := range set {
-		name, _, _ := strings.Cut(kv, "=")
-		replaced[name] = true
-	}
-	env := make([]string, 0, len(base)+len(set))
-	for _, kv := range base {
-		if name, _, _ := strings.Cut(kv, "="); !replaced[name] {
-			env = append(env, kv)
-		}
-	}
-	return append(env, set...)
 }
 
 // awaitGroup waits until every process of procs is ready, reporting
@@ -195,10 +142,7 @@ func (l *clusterLauncher) awaitGroup(ctx context.Context, procs []*clusterProc) 
 }
 
 func (l *clusterLauncher) await(ctx context.Context, p *clusterProc) error {
-	what := "GET " + p.spec.readyURL
-	if p.spec.readyURL == "" {
-		what = "TCP connections on " + p.spec.readyAddr
-	}
+	what := p.spec.Readiness()
 	began := l.clock.Now()
 	nextProgress := began.Add(clusterProgressInterval)
 	timer := l.clock.NewTimer(0)
@@ -209,51 +153,25 @@ func (l *clusterLauncher) await(ctx context.Context, p *clusterProc) error {
 			return nil
 		case q := <-l.exited:
 			return fmt.Errorf("%s (pid %d) exited while the cluster was starting: %s\n%s",
-				q.spec.name, q.pid(), q.exitStatus(), logTail(q.spec.logPath))
+				q.spec.Name, q.proc.Pid(), q.proc.ExitStatus(), launch.LogTail(q.spec.LogPath, clusterLogTailLines))
 		case <-timer.C():
 		}
-		err := l.probe(ctx, p.spec)
+		err := launch.Probe(ctx, l.client, p.spec.Spec)
 		now := l.clock.Now()
 		if err == nil {
-			fmt.Fprintf(l.out, "%s answers %s (%.1fs after its start)\n", p.spec.name, what, now.Sub(p.start).Seconds())
+			fmt.Fprintf(l.out, "%s answers %s (%.1fs after its start)\n", p.spec.Name, what, now.Sub(p.start).Seconds())
 			return nil
 		}
 		if now.Sub(began) >= l.plan.readyTimeout {
 			return fmt.Errorf("%s (pid %d) did not answer %s within %v (last: %v)\n%s",
-				p.spec.name, p.pid(), what, l.plan.readyTimeout, err, logTail(p.spec.logPath))
+				p.spec.Name, p.proc.Pid(), what, l.plan.readyTimeout, err, launch.LogTail(p.spec.LogPath, clusterLogTailLines))
 		}
 		if !now.Before(nextProgress) {
-			fmt.Fprintf(l.out, "still waiting for %s to answer %s (%.0fs; last: %v)\n", p.spec.name, what, now.Sub(began).Seconds(), err)
+			fmt.Fprintf(l.out, "still waiting for %s to answer %s (%.0fs; last: %v)\n", p.spec.Name, what, now.Sub(began).Seconds(), err)
 			nextProgress = now.Add(clusterProgressInterval)
 		}
 		timer.Reset(clusterPollInterval)
 	}
-}
-
-// probe checks once whether the process of spec is ready.
-func (l *clusterLauncher) probe(ctx context.Context, spec clusterProcSpec) error {
-	if spec.readyURL == "" {
-		d := net.Dialer{Timeout: time.Second}
-		conn, err := d.DialContext(ctx, "tcp", spec.readyAddr)
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, spec.readyURL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("status %s", resp.Status)
-	}
-	return nil
 }
 
 func (l *clusterLauncher) printTable(took time.Duration) {
@@ -262,7 +180,7 @@ func (l *clusterLauncher) printTable(took time.Duration) {
 	fmt.Fprintln(tw, "NAME\tPID\tLISTENS ON\tLOG")
 	for _, group := range [][]*clusterProc{l.placement, l.silos, l.apps} {
 		for _, p := range group {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", p.spec.name, p.pid(), p.spec.addresses, p.spec.logPath)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", p.spec.Name, p.proc.Pid(), p.spec.addresses, p.spec.LogPath)
 		}
 	}
 	tw.Flush()
@@ -285,21 +203,20 @@ func (l *clusterLauncher) stopAll() {
 func (l *clusterLauncher) stopGroup(procs []*clusterProc) {
 	var stopping []*clusterProc
 	for _, p := range procs {
-		if p.exited() && !processGroupAlive(p.pid()) {
+		if p.proc.Exited() && !p.proc.GroupAlive() {
 			continue
 		}
 		stopping = append(stopping, p)
-		_ = signalProcessGroup(p.pid(), syscall.SIGTERM)
+		_ = p.proc.Signal(syscall.SIGTERM)
 	}
 	deadline := l.clock.Now().Add(l.plan.stopTimeout)
 	for _, p := range stopping {
 		if l.awaitGone(p, deadline) {
-			fmt.Fprintf(l.out, "stopped %s (pid %d): %s\n", p.spec.name, p.pid(), p.exitStatus())
+			fmt.Fprintf(l.out, "stopped %s (pid %d): %s\n", p.spec.Name, p.proc.Pid(), p.proc.ExitStatus())
 			continue
 		}
-		_ = signalProcessGroup(p.pid(), syscall.SIGKILL)
-		<-p.done
-		fmt.Fprintf(l.out, "killed %s (pid %d): it did not exit within %v of SIGTERM\n", p.spec.name, p.pid(), l.plan.stopTimeout)
+		p.proc.Kill()
+		fmt.Fprintf(l.out, "killed %s (pid %d): it did not exit within %v of SIGTERM\n", p.spec.Name, p.proc.Pid(), l.plan.stopTimeout)
 	}
 }
 
@@ -310,15 +227,15 @@ func (l *clusterLauncher) awaitGone(p *clusterProc, deadline time.Time) bool {
 	defer timer.Stop()
 	for {
 		left := deadline.Sub(l.clock.Now())
-		if p.exited() && !processGroupAlive(p.pid()) {
+		if p.proc.Exited() && !p.proc.GroupAlive() {
 			return true
 		}
 		if left <= 0 {
 			return false
 		}
 		timer.Reset(min(left, 20*time.Millisecond))
-		done := p.done
-		if p.exited() {
+		done := p.proc.Done()
+		if p.proc.Exited() {
 			done = nil // only the group is awaited now
 		}
 		select {
@@ -328,46 +245,10 @@ func (l *clusterLauncher) awaitGone(p *clusterProc, deadline time.Time) bool {
 	}
 }
 
-// processGroupAlive reports whether any process is left in the group pid leads.
-func processGroupAlive(pid int) bool {
-	return !errors.Is(signalProcessGroup(pid, 0), syscall.ESRCH)
-}
-
 // countOf writes n things, as "1 silo" or "3 silos".
 func countOf(n int, thing string) string {
 	if n == 1 {
 		return "1 " + thing
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
-}
-
-// logTail returns the last lines of the log at path, indented, with a
-// heading naming the file.
-func logTail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("  (log %s: %v)\n", path, err)
-	}
-	defer f.Close()
-	const maxRead = 64 << 10
-	if st, err := f.Stat(); err == nil && st.Size() > maxRead {
-		_, _ = f.Seek(st.Size()-maxRead, io.SeekStart)
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Sprintf("  (log %s: %v)\n", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(data) == 0 {
-		return fmt.Sprintf("  (log %s is empty)\n", path)
-	}
-	if len(lines) > clusterLogTailLines {
-		lines = lines[len(lines)-clusterLogTailLines:]
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "  last lines of %s:\n", path)
-	for _, line := range lines {
-		fmt.Fprintf(&b, "    %s\n", line)
-	}
-	return b.String()
 }

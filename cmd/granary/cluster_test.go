@@ -6,126 +6,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/granaryhq/granary/internal/launch"
 )
-
-// When fakeClusterEnv is set, the test binary plays a process of a cluster
-// instead of running tests: `placement` or `silo` with the flags the launcher
-// passes, or an app (any other first argument). Each serves its readiness
-// endpoint until SIGTERM and then appends "<role> <name>" to the file named
-// by fakeStopLogEnv.
-const (
-	fakeClusterEnv = "GRANARY_TEST_FAKE_CLUSTER_PROCESS"
-	fakeStopLogEnv = "GRANARY_TEST_FAKE_STOP_LOG"
-)
-
-func TestMain(m *testing.M) {
-	if os.Getenv(fakeClusterEnv) != "" {
-		os.Exit(runFakeClusterProcess(os.Args[1:]))
-	}
-	os.Exit(m.Run())
-}
-
-// runFakeClusterProcess plays one cluster process and returns its exit status.
-// A fake silo checks that its apps already answer and that each app was told
-// this silo's port; given --fake-fail it exits 3 at once, given --fake-mute
-// it never listens, and given --fake-stubborn it ignores SIGTERM.
-func runFakeClusterProcess(args []string) int {
-	role := "app"
-	if len(args) > 0 && (args[0] == kindPlacement || args[0] == kindSilo) {
-		role, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet(role, flag.ContinueOnError)
-	id := fs.String("id", "", "")
-	httpAddr := fs.String("http-addr", "", "")
-	httpPort := fs.Int("http-port", 0, "")
-	fail := fs.Bool("fake-fail", false, "")
-	mute := fs.Bool("fake-mute", false, "")
-	stubborn := fs.Bool("fake-stubborn", false, "")
-	var apps clusterArgsFlag
-	fs.Var(&apps, "app-url", "")
-	for _, name := range []string{"raft-addr", "grpc-addr", "data-dir", "peers", "placement", "internal-addr", "state-store"} {
-		fs.String(name, "", "")
-	}
-	if role != "app" {
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-	}
-	term := make(chan os.Signal, 1)
-	if *stubborn {
-		signal.Ignore(syscall.SIGTERM)
-	} else {
-		signal.Notify(term, syscall.SIGTERM)
-	}
-
-	name, addr, path, body := *id, *httpAddr, "/status", `{"node":{}}`
-	switch role {
-	case kindSilo:
-		if *fail {
-			fmt.Println("fake silo failing on purpose")
-			return 3
-		}
-		for _, app := range apps {
-			resp, err := http.Get(app + "/fake-env")
-			if err != nil {
-				fmt.Printf("fake silo %s: app %s does not answer: %v\n", name, app, err)
-				return 4
-			}
-			got, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(got) != strconv.Itoa(*httpPort) {
-				fmt.Printf("fake silo %s on port %d: app %s was given DAPR_HTTP_PORT %q\n", name, *httpPort, app, got)
-				return 4
-			}
-		}
-		addr, path, body = net.JoinHostPort("127.0.0.1", strconv.Itoa(*httpPort)), "/v1.0/healthz", ""
-	case "app":
-		name = os.Getenv("APP_PORT")
-		addr, path, body = net.JoinHostPort(os.Getenv("APP_HOST"), os.Getenv("APP_PORT")), "/fake-env", os.Getenv("DAPR_HTTP_PORT")
-	}
-	if *mute {
-		fmt.Printf("fake %s %s staying silent\n", role, name)
-	} else {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			fmt.Println(err)
-			return 1
-		}
-		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != path {
-				http.NotFound(w, r)
-				return
-			}
-			fmt.Fprint(w, body)
-		}))
-		fmt.Printf("fake %s %s listening on %s\n", role, name, addr)
-	}
-	if *stubborn {
-		select {}
-	}
-	<-term
-	if f, err := os.OpenFile(os.Getenv(fakeStopLogEnv), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		fmt.Fprintf(f, "%s %s\n", role, name)
-		f.Close()
-	}
-	return 0
-}
 
 // flagPairs returns the values of every --name value pair of argv after the
 // program and its subcommand.
@@ -214,7 +109,7 @@ func TestClusterPlan(t *testing.T) {
 			if base == 0 {
 				base = 20000
 			}
-			plan, err := buildClusterPlan(f, granary, runDir, consecutivePorts(base, f.portsNeeded()))
+			plan, err := buildClusterPlan(f, granary, runDir, launch.ConsecutivePorts(base, f.portsNeeded()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,13 +131,13 @@ func TestClusterPlan(t *testing.T) {
 			claim := func(p clusterProcSpec, used []int) {
 				t.Helper()
 				if !slices.Equal(used, p.ports) {
-					t.Errorf("%s listens on %v by its arguments but lists %v", p.name, used, p.ports)
+					t.Errorf("%s listens on %v by its arguments but lists %v", p.Name, used, p.ports)
 				}
 				for _, port := range used {
 					if o, dup := owner[port]; dup {
-						t.Errorf("port %d used by %s and %s", port, o, p.name)
+						t.Errorf("port %d used by %s and %s", port, o, p.Name)
 					}
-					owner[port] = p.name
+					owner[port] = p.Name
 				}
 			}
 
@@ -250,39 +145,39 @@ func TestClusterPlan(t *testing.T) {
 			var grpcAddrs []string
 			for i, p := range plan.placement {
 				name := fmt.Sprintf("p%d", i+1)
-				if p.name != name || p.kind != kindPlacement || p.argv[0] != granary || p.argv[1] != "placement" {
-					t.Fatalf("placement node %d: %s %s %q", i, p.name, p.kind, p.argv[:2])
+				if p.Name != name || p.kind != kindPlacement || p.Argv[0] != granary || p.Argv[1] != "placement" {
+					t.Fatalf("placement node %d: %s %s %q", i, p.Name, p.kind, p.Argv[:2])
 				}
-				v := flagPairs(t, p.argv)
+				v := flagPairs(t, p.Argv)
 				raft, grpcAddr, httpAddr := flagOnce(t, v, "raft-addr"), flagOnce(t, v, "grpc-addr"), flagOnce(t, v, "http-addr")
 				claim(p, []int{loopbackPort(t, raft), loopbackPort(t, grpcAddr), loopbackPort(t, httpAddr)})
 				wantPeers[i] = name + "=" + raft
 				grpcAddrs = append(grpcAddrs, grpcAddr)
-				if flagOnce(t, v, "id") != name || flagOnce(t, v, "data-dir") != filepath.Join(runDir, name) || p.dataDir != flagOnce(t, v, "data-dir") {
-					t.Errorf("%s: --id %q, --data-dir %q, data dir %q", name, v["id"], v["data-dir"], p.dataDir)
+				if flagOnce(t, v, "id") != name || flagOnce(t, v, "data-dir") != filepath.Join(runDir, name) || p.DataDir != flagOnce(t, v, "data-dir") {
+					t.Errorf("%s: --id %q, --data-dir %q, data dir %q", name, v["id"], v["data-dir"], p.DataDir)
 				}
-				if p.logPath != filepath.Join(runDir, "logs", name+".log") {
-					t.Errorf("%s logs to %s", name, p.logPath)
+				if p.LogPath != filepath.Join(runDir, "logs", name+".log") {
+					t.Errorf("%s logs to %s", name, p.LogPath)
 				}
-				if p.readyURL != "http://"+httpAddr+"/status" {
-					t.Errorf("%s is awaited at %q", name, p.readyURL)
+				if p.ReadyURL != "http://"+httpAddr+"/status" {
+					t.Errorf("%s is awaited at %q", name, p.ReadyURL)
 				}
 			}
 			for _, p := range plan.placement {
-				if got := flagOnce(t, flagPairs(t, p.argv), "peers"); got != strings.Join(wantPeers, ",") {
-					t.Errorf("%s: --peers %q, want %q", p.name, got, strings.Join(wantPeers, ","))
+				if got := flagOnce(t, flagPairs(t, p.Argv), "peers"); got != strings.Join(wantPeers, ",") {
+					t.Errorf("%s: --peers %q, want %q", p.Name, got, strings.Join(wantPeers, ","))
 				}
 			}
 
 			for i, s := range plan.silos {
 				name := fmt.Sprintf("s%d", i+1)
-				if s.name != name || s.kind != kindSilo || s.argv[0] != granary || s.argv[1] != "silo" {
-					t.Fatalf("silo %d: %s %s %q", i, s.name, s.kind, s.argv[:2])
+				if s.Name != name || s.kind != kindSilo || s.Argv[0] != granary || s.Argv[1] != "silo" {
+					t.Fatalf("silo %d: %s %s %q", i, s.Name, s.kind, s.Argv[:2])
 				}
-				if len(c.siloArgs) > 0 && !slices.Equal(s.argv[len(s.argv)-len(c.siloArgs):], c.siloArgs) {
-					t.Errorf("%s: argv %q does not end with the silo arguments %q", name, s.argv, c.siloArgs)
+				if len(c.siloArgs) > 0 && !slices.Equal(s.Argv[len(s.Argv)-len(c.siloArgs):], c.siloArgs) {
+					t.Errorf("%s: argv %q does not end with the silo arguments %q", name, s.Argv, c.siloArgs)
 				}
-				v := flagPairs(t, s.argv)
+				v := flagPairs(t, s.Argv)
 				if flagOnce(t, v, "id") != name || flagOnce(t, v, "state-store") != c.store {
 					t.Errorf("%s: --id %q, --state-store %q", name, v["id"], v["state-store"])
 				}
@@ -296,8 +191,8 @@ func TestClusterPlan(t *testing.T) {
 				internal := flagOnce(t, v, "internal-addr")
 				claim(s, []int{httpPort, loopbackPort(t, internal)})
 				gateway := "http://127.0.0.1:" + strconv.Itoa(httpPort)
-				if s.readyURL != gateway+"/v1.0/healthz" {
-					t.Errorf("%s is awaited at %q", name, s.readyURL)
+				if s.ReadyURL != gateway+"/v1.0/healthz" {
+					t.Errorf("%s is awaited at %q", name, s.ReadyURL)
 				}
 				if i == 0 && plan.gatewayURL != gateway {
 					t.Errorf("curl is pointed at %s, want the first silo's %s", plan.gatewayURL, gateway)
@@ -306,27 +201,27 @@ func TestClusterPlan(t *testing.T) {
 				wantApps := c.appURLs
 				if c.appCmd != "" {
 					a := plan.apps[i]
-					if a.name != fmt.Sprintf("app%d", i+1) || a.kind != kindApp || !slices.Equal(a.argv, []string{"/bin/sh", "-c", c.appShell}) {
-						t.Fatalf("app of %s: %s %s %q", name, a.name, a.kind, a.argv)
+					if a.Name != fmt.Sprintf("app%d", i+1) || a.kind != kindApp || !slices.Equal(a.Argv, []string{"/bin/sh", "-c", c.appShell}) {
+						t.Fatalf("app of %s: %s %s %q", name, a.Name, a.kind, a.Argv)
 					}
-					env := envToMap(a.env)
+					env := envToMap(a.Env)
 					appPort, err := strconv.Atoi(env["APP_PORT"])
 					if err != nil {
-						t.Fatalf("%s: APP_PORT %q", a.name, env["APP_PORT"])
+						t.Fatalf("%s: APP_PORT %q", a.Name, env["APP_PORT"])
 					}
 					claim(a, []int{appPort})
 					want := map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": env["APP_PORT"],
 						"DAPR_HTTP_PORT": strconv.Itoa(httpPort), "GRANARY_URL": gateway}
 					if len(env) != len(want) {
-						t.Errorf("%s: env %q, want %v", a.name, a.env, want)
+						t.Errorf("%s: env %q, want %v", a.Name, a.Env, want)
 					}
 					for k, val := range want {
 						if env[k] != val {
-							t.Errorf("%s: %s=%q, want %q", a.name, k, env[k], val)
+							t.Errorf("%s: %s=%q, want %q", a.Name, k, env[k], val)
 						}
 					}
-					if a.readyAddr != "127.0.0.1:"+env["APP_PORT"] || a.readyURL != "" {
-						t.Errorf("%s is awaited at %q / %q", a.name, a.readyURL, a.readyAddr)
+					if a.ReadyAddr != "127.0.0.1:"+env["APP_PORT"] || a.ReadyURL != "" {
+						t.Errorf("%s is awaited at %q / %q", a.Name, a.ReadyURL, a.ReadyAddr)
 					}
 					wantApps = []string{"http://127.0.0.1:" + env["APP_PORT"]}
 				}
@@ -409,104 +304,6 @@ func TestClusterSubcommands(t *testing.T) {
 	}
 	if code := run(ctx, []string{"cluster", "up", "--placement", "2", "--state-store", "redis://127.0.0.1:6379/0"}, io.Discard, io.Discard); code != 1 {
 		t.Errorf("granary cluster up --placement 2 exited %d, want 1", code)
-	}
-}
-
-func TestClusterFreePortsAndHelpers(t *testing.T) {
-	ports, err := pickFreePorts(30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, port := range ports {
-		if seen[port] {
-			t.Fatalf("port %d picked twice", port)
-		}
-		seen[port] = true
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			t.Fatalf("picked port %d cannot be bound: %v", port, err)
-		}
-		ln.Close()
-	}
-
-	env := envToMap(envWith([]string{"A=1", "APP_PORT=9", "B=x=y"}, []string{"APP_PORT=3000", "C="}))
-	if len(env) != 4 || env["A"] != "1" || env["APP_PORT"] != "3000" || env["B"] != "x=y" || env["C"] != "" {
-		t.Errorf("envWith: %v", env)
-	}
-
-	path := filepath.Join(t.TempDir(), "x.log")
-	var b strings.Builder
-	for i := 1; i <= 30; i++ {
-		fmt.Fprintf(&b, "line %d\n", i)
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tail := logTail(path)
-	if !strings.Contains(tail, path) || !strings.Contains(tail, "line 30\n") || !strings.Contains(tail, "line 11\n") || strings.Contains(tail, "line 10\n") {
-		t.Errorf("tail of 30 lines is not the last %d:\n%s", clusterLogTailLines, tail)
-	}
-}
-
-// clusterOutput is a bytes.Buffer safe for one writer and concurrent readers.
-type clusterOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *clusterOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *clusterOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startFakeCluster runs granary cluster up with the test binary as every
-// process, in the background, and returns its output and its result.
-func startFakeCluster(t *testing.T, ctx context.Context, args ...string) (*clusterOutput, <-chan error, string) {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDir := t.TempDir()
-	t.Setenv(fakeClusterEnv, "1")
-	t.Setenv(fakeStopLogEnv, filepath.Join(runDir, "stops"))
-	t.Setenv("GORACE", "atexit_sleep_ms=0") // a race-enabled child would pause 1s on exit
-	out := &clusterOutput{}
-	errc := make(chan error, 1)
-	args = append([]string{"up", "--granary", exe, "--run-dir", runDir, "--state-store", "redis://127.0.0.1:1/0"}, args...)
-	go func() { errc <- runCluster(ctx, args, out, out) }()
-	return out, errc, runDir
-}
-
-var clusterStartedLine = regexp.MustCompile(`(?m)^started (\S+) \(pid (\d+)\), log (\S+)$`)
-
-// clusterStartedPids returns the pid of every process the output says was started.
-func clusterStartedPids(t *testing.T, out string) map[string]int {
-	t.Helper()
-	pids := map[string]int{}
-	for _, m := range clusterStartedLine.FindAllStringSubmatch(out, -1) {
-		pid, _ := strconv.Atoi(m[2])
-		pids[m[1]] = pid
-	}
-	return pids
-}
-
-// requireProcessGone fails unless pid and its process group have ended.
-func requireProcessGone(t *testing.T, name string, pid int) {
-	t.Helper()
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("%s (pid %d) still exists after the launcher returned (kill 0: %v)", name, pid, err)
-	}
-	if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("the process group of %s (%d) still exists after the launcher returned (kill 0: %v)", name, pid, err)
 	}
 }
 
