@@ -1,11 +1,11 @@
-// Package benchredis gives the benchmark commands under bench/cmd a Redis
-// database they may flush. It checks the database's URL (database 0 is
+// Package redisdb gives the benchmark commands under bench/cmd and the
+// chaos suite a Redis database they may flush. It checks the database's URL (database 0 is
 // refused), starts the machine's shared server when nothing answers there,
 // and on that server claims the database the way the test helpers of
 // internal/testutil/redistest do, with a lock key in database 0 that is
 // refreshed while held, so that a benchmark never flushes a database a test
 // process is using and a test never sees it flushed mid-run.
-package benchredis
+package redisdb
 
 import (
 	"context"
@@ -127,6 +127,9 @@ func Prepare(ctx context.Context, t Target, owner string, patience time.Duration
 	}
 	return d, nil
 }
+
+// Client returns the client of the database.
+func (d *DB) Client() *redis.Client { return d.client }
 
 // Close flushes the database, releases the claim and closes the clients.
 func (d *DB) Close() error {

@@ -1,4 +1,4 @@
-package benchredis
+package redisdb
 
 import (
 	"context"

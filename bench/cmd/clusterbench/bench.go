@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
-	"github.com/granaryhq/granary/bench/internal/benchredis"
 	"github.com/granaryhq/granary/bench/loadgen"
+	"github.com/granaryhq/granary/internal/redisdb"
 	"github.com/granaryhq/granary/placement/ring"
 )
 
@@ -48,11 +48,11 @@ func bench(ctx context.Context, o options, log io.Writer) (rep report, err error
 		flag, url string
 		redacted  *string
 	}{{"--redis", o.redisURL, &rep.Redis}, {"--dev-redis", o.devRedisURL, &rep.DevRedis}} {
-		target, err := benchredis.ParseTarget(db.url)
+		target, err := redisdb.ParseTarget(db.url)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", db.flag, err)
 		}
-		prepared, err := benchredis.Prepare(ctx, target, "clusterbench", o.claimPatience, progress)
+		prepared, err := redisdb.Prepare(ctx, target, "clusterbench", o.claimPatience, progress)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", db.flag, err)
 		}

@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
-	"github.com/granaryhq/granary/bench/internal/benchredis"
+	"github.com/granaryhq/granary/internal/redisdb"
 )
 
 type options struct {
@@ -132,11 +132,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case o.stopGrace <= 0 || o.claimPatience < 0 || o.settleTimeout <= 0:
 		return fail(errors.New("--stop-timeout and --settle-timeout must be positive and --claim-timeout not negative"))
 	}
-	cluster, err := benchredis.ParseTarget(o.redisURL)
+	cluster, err := redisdb.ParseTarget(o.redisURL)
 	if err != nil {
 		return fail(fmt.Errorf("--redis: %w", err))
 	}
-	dev, err := benchredis.ParseTarget(o.devRedisURL)
+	dev, err := redisdb.ParseTarget(o.devRedisURL)
 	if err != nil {
 		return fail(fmt.Errorf("--dev-redis: %w", err))
 	}
@@ -148,8 +148,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 // sameDatabase reports whether two targets name one database of one server
 // (localhost and 127.0.0.1 taken as one).
-func sameDatabase(a, b benchredis.Target) bool {
-	host := func(t benchredis.Target) string {
+func sameDatabase(a, b redisdb.Target) bool {
+	host := func(t redisdb.Target) string {
 		return strings.ToLower(strings.Replace(t.Options.Addr, "localhost:", "127.0.0.1:", 1))
 	}
 	return a.DB == b.DB && host(a) == host(b)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/granaryhq/granary/bench/internal/benchredis"
 	"github.com/granaryhq/granary/bench/loadgen"
+	"github.com/granaryhq/granary/internal/redisdb"
 	"github.com/granaryhq/granary/placement/ring"
 )
 
@@ -98,11 +98,11 @@ func TestSameDatabase(t *testing.T) {
 		{"redis://127.0.0.1:6379/15", "redis://127.0.0.1:6380/15", false},
 	}
 	for _, tt := range tests {
-		a, err := benchredis.ParseTarget(tt.a)
+		a, err := redisdb.ParseTarget(tt.a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := benchredis.ParseTarget(tt.b)
+		b, err := redisdb.ParseTarget(tt.b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/actor"
-	"github.com/granaryhq/granary/bench/internal/benchredis"
 	"github.com/granaryhq/granary/bench/loadgen"
+	"github.com/granaryhq/granary/internal/redisdb"
 	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/statestore"
 	"github.com/granaryhq/granary/statestore/boltstore"
@@ -77,11 +77,11 @@ func (b *bench) openHarness(ctx context.Context, storeURL string) (h *harness, e
 		}
 		h.store, h.where, h.dbPath = st, "bbolt "+path, path
 	} else {
-		t, err := benchredis.ParseTarget(storeURL)
+		t, err := redisdb.ParseTarget(storeURL)
 		if err != nil {
 			return nil, err
 		}
-		db, err := benchredis.Prepare(ctx, t, "reminderbench", claimPatience, b.progress)
+		db, err := redisdb.Prepare(ctx, t, "reminderbench", claimPatience, b.progress)
 		if err != nil {
 			return nil, err
 		}

@@ -44,7 +44,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
-	"github.com/granaryhq/granary/bench/internal/benchredis"
+	"github.com/granaryhq/granary/internal/redisdb"
 )
 
 // The targets.
@@ -191,12 +191,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"--lateness-warmup, --fire-lead and --http-lead not negative"))
 	}
 	if o.store != "" {
-		if _, err := benchredis.ParseTarget(o.store); err != nil {
+		if _, err := redisdb.ParseTarget(o.store); err != nil {
 			return fail(fmt.Errorf("--store: %w", err))
 		}
 	}
 	if slices.Contains(o.scenarios, "redis") {
-		if _, err := benchredis.ParseTarget(o.redisURL); err != nil {
+		if _, err := redisdb.ParseTarget(o.redisURL); err != nil {
 			return fail(fmt.Errorf("--redis: %w", err))
 		}
 	}
@@ -284,7 +284,7 @@ func storeLabel(storeURL string) string {
 	if storeURL == "" {
 		return "embedded bbolt store"
 	}
-	if t, err := benchredis.ParseTarget(storeURL); err == nil {
+	if t, err := redisdb.ParseTarget(storeURL); err == nil {
 		return "redis " + t.Redacted
 	}
 	return storeURL

@@ -32,8 +32,8 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
-	"github.com/granaryhq/granary/bench/internal/benchredis"
 	"github.com/granaryhq/granary/bench/loadgen"
+	"github.com/granaryhq/granary/internal/redisdb"
 )
 
 // minRatio is the target: Redis transaction throughput as a share of the
@@ -123,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.duration <= 0 || o.warmup < 0 || o.clients <= 0 || o.actors <= 0 || o.claimPatience < 0 {
 		return fail(errors.New("--duration, --clients and --actors must be positive and --warmup and --claim-timeout not negative"))
 	}
-	if _, err := benchredis.ParseTarget(o.redisURL); err != nil {
+	if _, err := redisdb.ParseTarget(o.redisURL); err != nil {
 		return fail(fmt.Errorf("--redis: %w", err))
 	}
 	return o, nil
@@ -199,11 +199,11 @@ func (b *storeBench) measure(ctx context.Context, store string) (sr storeReport,
 		storeArgs = []string{"--data-dir", dataDir}
 		sr.Where = dataDir
 	case storeRedis:
-		target, err := benchredis.ParseTarget(b.o.redisURL)
+		target, err := redisdb.ParseTarget(b.o.redisURL)
 		if err != nil {
 			return sr, err
 		}
-		db, err := benchredis.Prepare(ctx, target, "storebench", b.o.claimPatience, b.progress)
+		db, err := redisdb.Prepare(ctx, target, "storebench", b.o.claimPatience, b.progress)
 		if err != nil {
 			return sr, err
 		}
