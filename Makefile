@@ -6,13 +6,17 @@ STORE    ?=
 APP_PORT ?= 3000
 HTTP_PORT ?= 3500
 FUZZTIME ?= 3s
+# make chaos: SEED= (default: from the clock, printed) and DURATION= choose the run.
+SEED     ?=
+DURATION ?= 5m
+CHAOS_SMOKE_DURATION ?= 75s
 # Packages whose tests run with the race detector (everything with concurrency).
 RACE_PKGS := ./...
 # Packages whose tests run again with the runtime's invariant checks compiled in
 # (single activation and the turn queue's bookkeeping, checked on every turn).
 INVARIANT_PKGS := ./actor/... ./reminders/... ./silo/...
 
-.PHONY: all build run test vet fmt-check unit fuzz-smoke bench bench-gateway bench-store bench-reminders clean proto bench-cluster
+.PHONY: all build run test vet fmt-check unit fuzz-smoke chaos chaos-smoke bench bench-gateway bench-store bench-reminders clean proto bench-cluster
 
 all: build
 
@@ -26,7 +30,7 @@ run: build
 	@APP_PORT=$(APP_PORT) HTTP_PORT=$(HTTP_PORT) STORE="$(STORE)" ./scripts/run-dev.sh
 
 ## test: everything CI checks
-test: fmt-check vet unit fuzz-smoke
+test: fmt-check vet unit fuzz-smoke chaos-smoke
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,6 +46,14 @@ unit:
 ## fuzz-smoke: every fuzz target briefly ($(FUZZTIME) each)
 fuzz-smoke:
 	@FUZZTIME=$(FUZZTIME) ./scripts/fuzz-smoke.sh
+
+## chaos: the chaos suite — a 3-node placement and 3-silo cluster under every nemesis for DURATION (default 5m), checked; needs Redis (see docs/chaos.md)
+chaos: build
+	$(BIN)/granary chaos run --duration $(DURATION) --nemeses all $(if $(SEED),--seed $(SEED))
+
+## chaos-smoke: a short chaos run with two nemeses (kill -9 and SIGSTOP of silos), part of make test
+chaos-smoke: build
+	$(BIN)/granary chaos run --duration $(CHAOS_SMOKE_DURATION) --nemeses kill-silo,pause-silo $(if $(SEED),--seed $(SEED))
 
 ## bench: the recorded benchmarks (see BENCHMARKS.md); takes several minutes
 bench: bench-gateway bench-store bench-reminders bench-cluster

@@ -67,7 +67,7 @@ func (c *conn) connect() net.Conn {
 	}
 	ctx, cancel := context.WithTimeout(c.p.ctx, dialTimeout)
 	var d net.Dialer
-	target, err := d.DialContext(ctx, "tcp", c.p.target)
+	target, err := d.DialContext(ctx, "tcp", c.p.currentTarget())
 	cancel()
 	if err != nil {
 		if !c.isClosed() {

@@ -164,7 +164,6 @@ type linkFaults struct {
 
 // Proxy forwards the connections it accepts to one target, with faults.
 type Proxy struct {
-	target string
 	ln     net.Listener
 	logger *slog.Logger
 	clk    clock.Clock
@@ -172,6 +171,7 @@ type Proxy struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
+	target  string // guarded by mu: Retarget changes it
 	faults  [2]linkFaults
 	changed chan struct{} // closed and replaced whenever faults change
 	conns   map[*conn]struct{}
@@ -263,6 +263,30 @@ func (p *Proxy) CutWith(mode CutMode, dirs Direction) {
 		c.shut(drop)
 	}
 	p.logger.Info("proxy: cut", "mode", mode, "direction", dirs, "reset", len(victims))
+}
+
+// Retarget sends the connections accepted from now on to target instead,
+// and resets every open one, as a name that moved to another machine would:
+// clients reconnect and reach the new target. The faults in force stay.
+func (p *Proxy) Retarget(target string) error {
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return fmt.Errorf("proxy: target %q: %w", target, err)
+	}
+	p.mu.Lock()
+	p.target = target
+	victims := slices.Collect(maps.Keys(p.conns))
+	p.mu.Unlock()
+	for _, c := range victims {
+		c.shut(drop)
+	}
+	p.logger.Info("proxy: retargeted", "to", target, "reset", len(victims))
+	return nil
+}
+
+func (p *Proxy) currentTarget() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
 }
 
 // Heal ends every cut. Connections a Blackhole cut hit stay dead.

@@ -574,3 +574,26 @@ func TestTokenBucket(t *testing.T) {
 		})
 	}
 }
+
+func TestRetargetResetsOpenConnectionsAndSendsNewOnesToTheNewTarget(t *testing.T) {
+	first, firstAccepted := echoServer(t)
+	second, secondAccepted := echoServer(t)
+	p := startProxy(t, first)
+	old := dial(t, p.Addr())
+	send(t, old, "one")
+	expect(t, old, "one")
+
+	if err := p.Retarget(second); err != nil {
+		t.Fatal(err)
+	}
+	expectEnded(t, old)
+	c := dial(t, p.Addr())
+	send(t, c, "two")
+	expect(t, c, "two")
+	if f, s := firstAccepted.Load(), secondAccepted.Load(); f != 1 || s != 1 {
+		t.Errorf("first target accepted %d, second %d; want 1 and 1", f, s)
+	}
+	if err := p.Retarget("nowhere"); err == nil {
+		t.Error("a target without a port accepted")
+	}
+}

@@ -5,6 +5,7 @@
 //	granary placement one node of the Raft-replicated placement service
 //	granary silo      one silo of a cluster: joins placement, hosts actors
 //	granary cluster   a local cluster of real processes (cluster up)
+//	granary chaos     the chaos suite: a cluster under faults, checked (chaos run)
 //	granary version   print the version
 package main
 
@@ -33,6 +34,7 @@ Usage:
   granary placement [flags] run one placement node (see granary placement -h)
   granary silo [flags]      run one silo of a cluster (see granary silo -h)
   granary cluster up        run a local cluster of processes (see granary cluster up -h)
+  granary chaos run         run the chaos suite against this build (see granary chaos run -h)
   granary version           print the version
 `
 
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSilo(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		err = runCluster(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		err = runChaos(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "granary", silo.Version)
 	case "help", "-h", "--help":
