@@ -269,6 +269,9 @@ func TestWrite(t *testing.T) {
 	if n := strings.Count(html, `<rect class="fault`); n != 2 {
 		t.Errorf("%d fault bands, want 2", n)
 	}
+	if n := strings.Count(html, `<rect class="shade"`); n != 2 {
+		t.Errorf("%d fault shadings over the operations, want one per fault", n)
+	}
 	if n := strings.Count(html, `<rect class="fault ongoing"`); n != 1 {
 		t.Errorf("%d ongoing fault bands, want 1", n)
 	}

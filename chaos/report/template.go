@@ -33,6 +33,7 @@ summary { cursor: pointer; color: #444; }
 svg text { font: 11px system-ui, sans-serif; fill: #333; }
 svg .axis { stroke: #999; stroke-width: 1; }
 svg .grid { stroke: #eee; stroke-width: 1; }
+svg .shade { fill-opacity: .13; }
 svg .fault { stroke: #333; stroke-width: .5; fill-opacity: .85; }
 svg .fault.ongoing { stroke-dasharray: 4 2; stroke-width: 1; }
 svg .band text { fill: #fff; font-size: 10px; }
@@ -77,6 +78,7 @@ svg .p-info { fill: #d32f2f; }
 {{range .XTicks}}<line class="grid" x1="{{.Pos}}" x2="{{.Pos}}" y1="0" y2="{{$.Timeline.ScatterBottom}}"/>
 {{end}}{{range .YTicks}}<line class="grid" x1="{{$.Timeline.PlotLeft}}" x2="{{$.Timeline.PlotRight}}" y1="{{.Pos}}" y2="{{.Pos}}"/>
 <text x="{{$.Timeline.PlotLeft}}" dx="-4" y="{{.Pos}}" dy="4" text-anchor="end">{{.Label}}</text>
+{{end}}{{range .Bands}}<rect class="shade" x="{{.X}}" y="{{$.Timeline.ScatterTop}}" width="{{.W}}" height="{{$.Timeline.ScatterHeight}}" fill="{{.Color}}"/>
 {{end}}<text x="4" y="14">faults</text>
 {{if .NoFaults}}<text x="{{.PlotLeft}}" y="22" dx="4">no faults</text>
 {{end}}{{range .Bands}}<g><title>{{.Title}}</title><svg class="band" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><rect class="fault{{if .Ongoing}} ongoing{{end}}" width="100%" height="100%" fill="{{.Color}}"/><text x="3" y="{{.TextY}}">{{.Label}}</text></svg></g>
@@ -87,7 +89,7 @@ svg .p-info { fill: #d32f2f; }
 {{range .XTicks}}<text x="{{.Pos}}" y="{{$.Timeline.XAxisLabelY}}" text-anchor="middle">{{.Label}}</text>
 {{end}}{{range .Points}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="2"/>
 {{end}}</svg>
-<p class="caption">x: seconds since the run started. Top: one band per fault, coloured by kind{{range .Legend}}<span class="swatch" style="background: {{.Color}}"></span>{{.Kind}}{{end}}; a dashed band was still active when the run ended.
+<p class="caption">x: seconds since the run started. Top: one band per fault, coloured by kind, and shading the operations below while it lasted{{range .Legend}}<span class="swatch" style="background: {{.Color}}"></span>{{.Kind}}{{end}}; a dashed band was still active when the run ended.
 Below: latency of each operation against its invocation, log scale{{if not .HasLatencyAxis}} (no operation completed){{end}};
 <span class="swatch" style="background: #2e9d3a"></span>ok <span class="swatch" style="background: #f08c00"></span>fail <span class="swatch" style="background: #d32f2f"></span>info, indeterminate operations that never returned on the top row.
 {{if .Thinned}}{{.Drawn}} of {{.Total}} operations drawn: every fail and info one, and an even sample of the ok ones.{{else}}All {{.Total}} operations drawn.{{end}}</p>

@@ -44,6 +44,7 @@ type timeline struct {
 	BandsBottom    string
 	ScatterTop     string
 	ScatterBottom  string
+	ScatterHeight  string
 	NoReplyY       string
 	NoReplyLabelY  string
 	XAxisLabelY    string
@@ -165,6 +166,7 @@ func buildTimeline(ops []history.Op, faults []history.Fault, origin, end int64) 
 	tl.BandsBottom = coord(bandsBottom)
 	tl.ScatterTop = coord(scatterTop)
 	tl.ScatterBottom = coord(scaleBottom)
+	tl.ScatterHeight = coord(scaleBottom - scatterTop)
 	tl.NoReplyY = coord(scatterTop + noReplyStrip/2)
 	tl.NoReplyLabelY = coord(scatterTop + noReplyStrip/2 + 4)
 	tl.XAxisLabelY = coord(scaleBottom + 16)

@@ -54,6 +54,39 @@ type Workload struct {
 	request   atomic.Int64 // the next request ID
 	ops       atomic.Int64
 	registers registers
+
+	mu       sync.Mutex
+	avoiding map[string]time.Time // gateway → until when clients avoid it
+}
+
+// avoidFor is how long clients avoid a gateway that did not answer (a
+// frozen or cut-off silo), as a load balancer's outlier detection would:
+// otherwise every client soon waits on it and the run observes nothing else.
+const avoidFor = 3 * time.Second
+
+// suspect makes clients avoid gw for a while.
+func (w *Workload) suspect(gw string) {
+	w.mu.Lock()
+	w.avoiding[gw] = time.Now().Add(avoidFor)
+	w.mu.Unlock()
+}
+
+// pickGateway picks one of gws at random, passing over those avoided now
+// unless every one is.
+func (w *Workload) pickGateway(rnd *rand.Rand, gws []string) string {
+	w.mu.Lock()
+	now := time.Now()
+	ok := make([]string, 0, len(gws))
+	for _, gw := range gws {
+		if until, avoid := w.avoiding[gw]; !avoid || now.After(until) {
+			ok = append(ok, gw)
+		}
+	}
+	w.mu.Unlock()
+	if len(ok) == 0 {
+		ok = gws
+	}
+	return ok[rnd.IntN(len(ok))]
 }
 
 // A register key retires, and a fresh key takes its place, after
@@ -124,7 +157,7 @@ func New(cfg Config) *Workload {
 		cfg.Timeout = 10 * time.Second
 	}
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: cfg.Clients + 4}
-	w := &Workload{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout, Transport: tr}}
+	w := &Workload{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout, Transport: tr}, avoiding: map[string]time.Time{}}
 	for i := range max(cfg.Registers, 0) {
 		w.registers.slots = append(w.registers.slots, registerSlot{key: RegisterKey(i)})
 	}
@@ -167,7 +200,7 @@ func (w *Workload) call(ctx context.Context, rnd *rand.Rand, actorType, id, meth
 	if len(gws) == 0 {
 		return answer{}, history.Fail, "no silo running"
 	}
-	gw := gws[rnd.IntN(len(gws))]
+	gw := w.pickGateway(rnd, gws)
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return answer{}, history.Fail, err.Error()
@@ -183,6 +216,7 @@ func (w *Workload) call(ctx context.Context, rnd *rand.Rand, actorType, id, meth
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			return answer{}, history.Fail, errRefused
 		}
+		w.suspect(gw)
 		return answer{}, history.Info, err.Error()
 	}
 	defer resp.Body.Close()

@@ -760,3 +760,37 @@ func TestAbortedTurnIsAFailure(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayThatDoesNotAnswerIsAvoided(t *testing.T) {
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer silent.Close()
+	var served atomic.Int64
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Write([]byte(`{"value":1}`))
+	}))
+	defer healthy.Close()
+	var mu sync.Mutex
+	var ops []history.Op
+	w := New(Config{Gateways: func() []string { return []string{silent.URL, healthy.URL} }, Counters: 1, Timeout: 100 * time.Millisecond,
+		Record: func(r history.Record) { mu.Lock(); ops = append(ops, r.(history.Op)); mu.Unlock() }})
+	defer w.Close()
+	rnd := rand.New(rand.NewPCG(9, 9))
+	for range 40 {
+		w.get(context.Background(), rnd, 1, "c0")
+	}
+	info := 0
+	for _, op := range ops {
+		if op.Outcome == history.Info {
+			info++
+		}
+	}
+	if info != 1 || served.Load() != 39 {
+		t.Fatalf("%d indeterminate operations and %d served by the healthy gateway; want the silent one tried once, then avoided", info, served.Load())
+	}
+}
