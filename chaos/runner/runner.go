@@ -77,7 +77,7 @@ func (o *Options) fill() {
 	o.Silos = cmp.Or(o.Silos, 3)
 	o.Slots = max(o.Slots, o.Silos+1)
 	o.StoreURL = cmp.Or(o.StoreURL, DefaultStoreURL)
-	o.Clients = cmp.Or(o.Clients, 8)
+	o.Clients = cmp.Or(o.Clients, 16)
 	o.Registers = cmp.Or(o.Registers, 24)
 	o.Counters = cmp.Or(o.Counters, 12)
 	o.Tickers = cmp.Or(o.Tickers, 12)

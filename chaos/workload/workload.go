@@ -151,10 +151,16 @@ func (w *Workload) currentRegisters() []string {
 	return keys
 }
 
+// DefaultTimeout is the default Config.Timeout: a little over the
+// gateway's routing window (5 s), so that a call waiting out a hand-over is
+// not cut off, and short enough that a client stuck on a frozen silo soon
+// moves on.
+const DefaultTimeout = 6 * time.Second
+
 // New returns a workload.
 func New(cfg Config) *Workload {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: cfg.Clients + 4}
 	w := &Workload{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout, Transport: tr}, avoiding: map[string]time.Time{}}

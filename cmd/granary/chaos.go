@@ -70,7 +70,7 @@ func parseChaosRunFlags(args []string, stderr io.Writer) (runner.Options, error)
 	fs.StringVar(&o.Granary, "granary", "", "the granary binary under test (default: this one)")
 	fs.StringVar(&o.StoreURL, "store", runner.DefaultStoreURL, "Redis database of the cluster; it is flushed (database 0 is refused)")
 	fs.IntVar(&o.Silos, "silos", 3, "silos at the start (one more may join)")
-	fs.IntVar(&o.Clients, "clients", 8, "operations in flight at once")
+	fs.IntVar(&o.Clients, "clients", 16, "operations in flight at once")
 	fs.StringVar(&siloArgs, "silo-args", "", "extra arguments for every silo, space-separated (e.g. your own settings)")
 	fs.StringVar(&placementArgs, "placement-args", "", "extra arguments for every placement node, space-separated")
 	fs.Usage = func() {
