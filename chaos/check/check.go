@@ -78,6 +78,9 @@ type config struct {
 	tolerance   time.Duration
 	maxLateness time.Duration
 	admitSlack  time.Duration
+	// leaseHorizon, when set, is the last moment the lease records speak
+	// for (Unix ns).
+	leaseHorizon int64
 }
 
 func newConfig(opts []Option) config {
@@ -119,6 +122,13 @@ func MaxLateness(d time.Duration) Option { return func(c *config) { c.maxLatenes
 // claims and leases of any instant within d before its logged start.
 // Default 100 ms.
 func AdmitSlack(d time.Duration) Option { return func(c *config) { c.admitSlack = d } }
+
+// LeaseHorizon says the lease records speak only up to t (Unix ns): the
+// moment the harness last read the silos' leases. A turn starting later is
+// not judged against them (SingleActivation counts it in
+// turns_lease_unchecked): a lease extended after that reading was never
+// recorded, so its absence proves nothing. Every other rule still applies.
+func LeaseHorizon(t int64) Option { return func(c *config) { c.leaseHorizon = t } }
 
 // ShardBits is how many top bits of an actor's hash name its shard.
 const ShardBits = 12

@@ -147,7 +147,8 @@ func shardName(actorType, id string) string {
 //     version are seen on a shard;
 //   - no two turns of one actor under different claims overlap in time;
 //   - no turn starts on a silo process while it holds no lease (checked for
-//     silos with lease records only);
+//     silos with lease records only, and, with LeaseHorizon, for turns that
+//     start before the horizon only);
 //   - no state write is committed under a claim older than one already seen
 //     in force on its shard, whether the store's records or the turns' own
 //     commits say so.
@@ -242,7 +243,7 @@ func SingleActivation(turns []history.Turn, leases []history.Lease, writes []his
 			res.violate("turn under an older claim", t.actor, t.Start, "turn %s [%d, %d] under %s started after claim %s was in force (from %d) on %s",
 				t.Method, t.Start, t.End, t.Activation, newer.claim, newer.first, t.shard)
 		}
-		if !book.silos[t.claim.Silo] {
+		if !book.silos[t.claim.Silo] || (cfg.leaseHorizon != 0 && t.Start > cfg.leaseHorizon) {
 			res.Counts["turns_lease_unchecked"]++
 			continue
 		}

@@ -251,3 +251,18 @@ func TestResultString(t *testing.T) {
 		t.Fatalf("String() = %q", s)
 	}
 }
+
+// TestSingleActivationLeaseHorizon: past the moment the harness last read
+// the leases, a turn without a recorded lease proves nothing and is only
+// counted; before it, it is a violation.
+func TestSingleActivationLeaseHorizon(t *testing.T) {
+	turns := with(handoverTurns, turn("y", claimA3, 1100, 1150))
+	after := SingleActivation(turns, handoverLeases, handoverWrites, unitSlack, LeaseHorizon(1050))
+	if !after.Valid || after.Counts["turns_without_lease"] != 0 || after.Counts["turns_lease_unchecked"] == 0 {
+		t.Fatalf("a turn past the horizon was judged: %s", after)
+	}
+	before := SingleActivation(turns, handoverLeases, handoverWrites, unitSlack, LeaseHorizon(1200))
+	if before.Valid || before.Counts["turns_without_lease"] != 1 {
+		t.Fatalf("a turn without a lease before the horizon was not flagged: %s", before)
+	}
+}

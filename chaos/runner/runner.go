@@ -235,9 +235,14 @@ func Run(ctx context.Context, opts Options) (report.Summary, error) {
 	}
 	clock.Sleep(ctx, settle)
 	end := time.Now().UnixNano()
+	// The lease records speak up to the last reading: a turn that starts
+	// later (the cluster runs on until it is stopped) is not judged
+	// against them.
+	leaseHorizon := time.Now().UnixNano()
 	leases.Poll(ctx, c)
 	stopPolling()
 	pollers.Wait()
+	closeCluster()
 	for _, l := range leases.Leases() {
 		rec.Record(l)
 	}
@@ -248,7 +253,6 @@ func Run(ctx context.Context, opts Options) (report.Summary, error) {
 	for _, w := range writes {
 		rec.Record(w)
 	}
-	closeCluster()
 	if len(rec.errs) > 0 {
 		return report.Summary{}, fmt.Errorf("chaos: writing the history: %w", errors.Join(rec.errs...))
 	}
@@ -258,7 +262,7 @@ func Run(ctx context.Context, opts Options) (report.Summary, error) {
 		return report.Summary{}, err
 	}
 	fmt.Fprintf(out, "chaos: checking %d ops, %d turns, %d ticks, %d store writes\n", len(run.Ops), len(run.Turns), len(run.Ticks), len(run.Writes))
-	results := judge(run, finals, finalErr, schedule, end)
+	results := judge(run, finals, finalErr, schedule, end, leaseHorizon)
 	visualizations := visualize(opts.RunDir, run, results, out)
 
 	meta := report.Meta{Seed: int64(opts.Seed), Duration: opts.Duration, Nemeses: opts.Nemeses, Placement: opts.Placement,
@@ -277,7 +281,7 @@ func Run(ctx context.Context, opts Options) (report.Summary, error) {
 }
 
 // judge runs every checker.
-func judge(run *history.Run, finals map[string]int64, finalErr error, schedule map[check.ReminderKey]check.Spec, end int64) []check.Result {
+func judge(run *history.Run, finals map[string]int64, finalErr error, schedule map[check.ReminderKey]check.Spec, end, leaseHorizon int64) []check.Result {
 	counters := check.Counters(run.Ops, finals)
 	if finalErr != nil {
 		counters.Valid = false
@@ -287,7 +291,7 @@ func judge(run *history.Run, finals map[string]int64, finalErr error, schedule m
 		check.Register(run.Ops),
 		counters,
 		check.Reminders(run.Ticks, schedule, end),
-		check.SingleActivation(run.Turns, run.Leases, run.Writes),
+		check.SingleActivation(run.Turns, run.Leases, run.Writes, check.LeaseHorizon(leaseHorizon)),
 	}
 }
 
