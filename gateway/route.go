@@ -57,9 +57,14 @@ const routeRetry = 10 * time.Millisecond
 // once to its owner. It retries within the routing window while the actor
 // is being handed over or the tables disagree; a local call that fails only
 // because this silo no longer owns the actor is routed again.
+//
+// Actor state calls are never routed: they come from the app beside this
+// silo during a turn that runs here, and the local runtime refuses them
+// for an actor it does not run. Forwarding one would let a turn still
+// running on the old owner write through the new owner's activation.
 func (s *Server) routeActor(ctx *fasthttp.RequestCtx, id actor.ID, call actorCallOf) *apiError {
 	c := s.cluster
-	if c == nil {
+	if c == nil || call.op == opTransact || call.op == opGetState {
 		return s.run(ctx, id, call)
 	}
 	// Only the silo-to-silo service marks a request forwarded; the header
