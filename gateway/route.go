@@ -61,11 +61,23 @@ const routeRetry = 10 * time.Millisecond
 // Actor state calls are never routed: they come from the app beside this
 // silo during a turn that runs here, and the local runtime refuses them
 // for an actor it does not run. Forwarding one would let a turn still
-// running on the old owner write through the new owner's activation.
+// running on the old owner write through the new owner's activation. While
+// this silo is suspended (its lease lapsed for a moment) a state call waits,
+// within the routing window, for it to resume.
 func (s *Server) routeActor(ctx *fasthttp.RequestCtx, id actor.ID, call actorCallOf) *apiError {
 	c := s.cluster
-	if c == nil || call.op == opTransact || call.op == opGetState {
+	if c == nil {
 		return s.run(ctx, id, call)
+	}
+	if call.op == opTransact || call.op == opGetState {
+		deadline := time.Now().Add(c.RoutingWindow())
+		for {
+			e := s.run(ctx, id, call)
+			if e == nil || !errors.Is(e.cause, actor.ErrSuspended) || !time.Now().Before(deadline) {
+				return e
+			}
+			time.Sleep(routeRetry)
+		}
 	}
 	// Only the silo-to-silo service marks a request forwarded; the header
 	// means nothing on a connection of the public listener.

@@ -210,3 +210,19 @@ func TestRouteNeverForwardsActorState(t *testing.T) {
 		t.Fatalf("backend calls %v; want the transaction and the read served by this silo", f.calls)
 	}
 }
+
+// TestRouteStateCallWaitsOutASuspension: a state call that finds this silo
+// suspended is tried again here within the routing window, never forwarded.
+func TestRouteStateCallWaitsOutASuspension(t *testing.T) {
+	c := &fakeCluster{locs: []Location{{Addr: "10.0.0.2:7000", Hosted: true, Version: 5}}, window: 100 * time.Millisecond}
+	f, h := routed(c)
+	f.err = fmt.Errorf("%w: %w: no lease", actor.ErrNotOwner, actor.ErrSuspended)
+	start := time.Now()
+	do(t, h, "POST", "/v1.0/actors/Counter/c1/state", `[{"operation":"upsert","request":{"key":"k","value":1}}]`)
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Fatalf("gave up after %v, within the routing window", took)
+	}
+	if len(f.calls) < 2 || len(c.forwards) != 0 {
+		t.Fatalf("backend calls %d, forwards %v; want retries here and no forward", len(f.calls), c.forwards)
+	}
+}
