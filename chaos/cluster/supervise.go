@@ -6,8 +6,11 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/granaryhq/granary/internal/launch"
 )
 
 // FreezeAndReplace freezes the silo's process with SIGSTOP and starts a
@@ -97,32 +100,31 @@ func (c *Cluster) Supervise(ctx context.Context, restarted func(name, status str
 		case <-time.After(250 * time.Millisecond):
 		}
 		for _, n := range c.nodes {
-			n.mu.Lock()
-			dead := n.wanted && n.proc != nil && n.proc.Exited()
-			status := ""
-			if dead {
-				status = n.proc.ExitStatus()
-			}
-			n.mu.Unlock()
-			if dead && c.StartNode(ctx, n, true) == nil {
+			if status, dead := exitedUnwanted(&n.mu, &n.wanted, &n.proc); dead && c.StartNode(ctx, n, true) == nil {
 				restarted(n.Name, status)
 			}
 		}
 		for _, s := range c.silos {
-			s.mu.Lock()
-			dead := s.wanted && s.proc != nil && s.proc.Exited()
-			status := ""
-			if dead {
-				status = s.proc.ExitStatus()
+			status, dead := exitedUnwanted(&s.mu, &s.wanted, &s.proc)
+			if !dead {
+				continue
 			}
-			s.mu.Unlock()
-			if dead {
-				if err := c.StartSilo(ctx, s); err != nil {
-					c.log.Warn("cluster: restarting a silo that exited failed", "silo", s.Name, "err", err)
-					continue
-				}
-				restarted(s.Name, status)
+			if err := c.StartSilo(ctx, s); err != nil {
+				c.log.Warn("cluster: restarting a silo that exited failed", "silo", s.Name, "err", err)
+				continue
 			}
+			restarted(s.Name, status)
 		}
 	}
+}
+
+// exitedUnwanted reports, under mu, whether the process that should run
+// has exited on its own, and how it ended.
+func exitedUnwanted(mu *sync.Mutex, wanted *bool, proc **launch.Proc) (status string, dead bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	if !*wanted || *proc == nil || !(*proc).Exited() {
+		return "", false
+	}
+	return (*proc).ExitStatus(), true
 }
