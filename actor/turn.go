@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/granaryhq/granary/statestore"
 )
 
 // turnFunc is the work of one turn, run while the turn is held.
@@ -192,6 +194,24 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		return fmt.Errorf("actor %s: turn aborted when the drain timeout of %v passed: %w", a.id, a.reg.cfg.DrainTimeout, ErrClosed)
 	}
 	return err
+}
+
+// ConfirmClaim reports whether this silo may still run id's turn under
+// claim, the claim of the activation the turn runs on: a type calls it right
+// before it hands a call to the code that runs the actor, so that a silo
+// which lost its lease or its claim since the turn started (a process paused
+// in between, a table change) sends nothing. It fails with the placement's
+// error (wrapping ErrNotOwner, and ErrSuspended when the silo may resume) or
+// with ErrFenced when the shard was claimed again.
+func (rt *Runtime) ConfirmClaim(ctx context.Context, id ID, claim statestore.Claim) error {
+	now, err := rt.placement.Claim(ctx, id)
+	if err != nil {
+		return fmt.Errorf("actor %s: %w", id, err)
+	}
+	if now != claim {
+		return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) during the turn of claim %s", id, ErrFenced, now, claim)
+	}
+	return nil
 }
 
 // acquire admits a call to the actor's turn: at once when the actor is idle or

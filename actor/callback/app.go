@@ -21,6 +21,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/statestore"
 )
 
 // Options configures how the silo talks to apps.
@@ -85,6 +86,9 @@ type Runtime interface {
 	RegisterTypes(regs []actor.TypeRegistration) error
 	UnregisterTypes(ctx context.Context, names []string)
 	SetAvailable(name, reason string)
+	// ConfirmClaim is asked right before every call of a turn (method,
+	// reminder, timer) goes to the app; see actor.Runtime.ConfirmClaim.
+	ConfirmClaim(ctx context.Context, id actor.ID, claim statestore.Claim) error
 }
 
 // Errors of Register, for callers that answer them differently.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,7 +23,7 @@ type appType struct {
 
 func (t *appType) Activate(_ context.Context, id actor.ID, claim statestore.Claim) (actor.Instance, error) {
 	prefix := t.app.path + "/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID)
-	return &instance{app: t.app, pool: t.pool, id: id, prefix: prefix, activation: []byte(claim.String())}, nil
+	return &instance{app: t.app, pool: t.pool, id: id, prefix: prefix, claim: claim, activation: []byte(claim.String())}, nil
 }
 
 // AbortCalls fails every call in flight to the app on the type's
@@ -37,6 +38,7 @@ type instance struct {
 	pool   *callPool
 	id     actor.ID
 	prefix string // "{app path}/actors/{type}/{id}", escaped
+	claim  statestore.Claim
 	// activation is the Granary-Activation header value of every call:
 	// the claim the activation was created under, as Claim.String.
 	activation []byte
@@ -44,9 +46,10 @@ type instance struct {
 
 // Forwarded reports whether a header travels between client and app: it
 // does unless it is hop-by-hop, describing one connection, or set by the
-// silo itself (internal/httpheader has the list, and Granary-Activation).
+// silo itself (internal/httpheader has the list, Granary-Activation and
+// Granary-Claim-Confirmed).
 func Forwarded(name []byte) bool {
-	return !httpheader.HopByHop(name) && !bytes.EqualFold(name, headerActivation)
+	return !httpheader.HopByHop(name) && !bytes.EqualFold(name, headerActivation) && !bytes.EqualFold(name, headerConfirmed)
 }
 
 var (
@@ -54,15 +57,32 @@ var (
 	// "<version>/<silo>/<incarnation>", the same for every call to one
 	// activation and different for any other activation of the actor.
 	headerActivation = []byte("Granary-Activation")
+	// headerConfirmed is when, in Unix nanoseconds on the silo's clock, the
+	// silo last confirmed its claim and lease before sending a turn's call:
+	// a call that reaches the app much later was held up in the silo (a
+	// paused process) and may arrive after the lease ran out.
+	headerConfirmed  = []byte("Granary-Claim-Confirmed")
 	headerReentrancy = []byte("Dapr-Reentrancy-Id")
 	headerToken      = []byte("dapr-api-token")
 	headerCancel     = []byte("X-DaprReminderCancel")
 	jsonContentType  = []byte("application/json")
 )
 
+// confirm checks, right before a turn's call goes to the app, that the
+// silo still holds the activation's claim and its lease, and returns the
+// moment it did so (Unix nanoseconds) for the Granary-Claim-Confirmed
+// header.
+func (in *instance) confirm(ctx context.Context) (int64, error) {
+	at := in.app.reg.opts.Clock.Now().UnixNano()
+	if err := in.app.reg.rt.ConfirmClaim(ctx, in.id, in.claim); err != nil {
+		return 0, err
+	}
+	return at, nil
+}
+
 // call sends one PUT (or DELETE) to the app and returns its response, which the
-// caller must release.
-func (in *instance) call(ctx context.Context, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
+// caller must release. confirmed, when not 0, is the moment confirm returned.
+func (in *instance) call(ctx context.Context, confirmed int64, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
 	a := in.app
 	req := fasthttp.AcquireRequest() // do releases it
 	req.Header.SetMethod(method)
@@ -87,6 +107,10 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 		}
 	}
 	req.Header.SetBytesKV(headerActivation, in.activation)
+	if confirmed != 0 {
+		var buf [20]byte
+		req.Header.SetBytesKV(headerConfirmed, strconv.AppendInt(buf[:0], confirmed, 10))
+	}
 	if reentrancyID != "" {
 		req.Header.SetBytesKV(headerReentrancy, []byte(reentrancyID))
 	}
@@ -115,7 +139,11 @@ func (in *instance) call(ctx context.Context, method string, path []string, quer
 }
 
 func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Response, error) {
-	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", url.PathEscape(r.Method)}, r.Query, r.Header, r.ContentType, r.ReentrancyID, r.Body)
+	confirmed, err := in.confirm(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", url.PathEscape(r.Method)}, r.Query, r.Header, r.ContentType, r.ReentrancyID, r.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +188,11 @@ func (in *instance) Remind(ctx context.Context, r *actor.ReminderCall) (bool, er
 	if err != nil {
 		return false, err
 	}
-	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", "remind", url.PathEscape(r.Name)}, nil, nil, nil, "", body)
+	confirmed, err := in.confirm(ctx)
+	if err != nil {
+		return false, err
+	}
+	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", "remind", url.PathEscape(r.Name)}, nil, nil, nil, "", body)
 	if err != nil {
 		return false, err
 	}
@@ -177,7 +209,11 @@ func (in *instance) Timer(ctx context.Context, t *actor.TimerCall) error {
 	if err != nil {
 		return err
 	}
-	resp, err := in.call(ctx, fasthttp.MethodPut, []string{"method", "timer", url.PathEscape(t.Name)}, nil, nil, nil, "", body)
+	confirmed, err := in.confirm(ctx)
+	if err != nil {
+		return err
+	}
+	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", "timer", url.PathEscape(t.Name)}, nil, nil, nil, "", body)
 	if err != nil {
 		return err
 	}
@@ -189,7 +225,8 @@ func (in *instance) Timer(ctx context.Context, t *actor.TimerCall) error {
 }
 
 func (in *instance) Deactivate(ctx context.Context) error {
-	resp, err := in.call(ctx, fasthttp.MethodDelete, nil, nil, nil, nil, "", nil)
+	// A deactivation needs no claim: the old owner of a shard drains it.
+	resp, err := in.call(ctx, 0, fasthttp.MethodDelete, nil, nil, nil, nil, "", nil)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,10 @@ const (
 // HeaderActivation is the header naming the activation a call runs under:
 // "<version>/<silo>/<incarnation>".
 const HeaderActivation = "Granary-Activation"
+
+// HeaderConfirmed is the header saying when (Unix ns) the silo last
+// confirmed the call's claim and lease before sending it.
+const HeaderConfirmed = "Granary-Claim-Confirmed"
 
 const (
 	// DefaultIdleTimeout is the actorIdleTimeout reported when Config has none.
@@ -248,15 +253,19 @@ func (a *App) beginTurn(w http.ResponseWriter, r *http.Request, method string) (
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s header: %v", HeaderActivation, err))
 		return nil, false
 	}
+	// A confirmation time that does not parse is left out: the turn is then
+	// judged by its start alone, which is the stricter reading.
+	confirmed, _ := strconv.ParseInt(r.Header.Get(HeaderConfirmed), 10, 64)
 	return &turn{
-		app:     a,
-		ctx:     r.Context(),
-		typ:     typ,
-		id:      id,
-		method:  method,
-		claim:   claim,
-		start:   start,
-		startNS: start.UnixNano(),
+		app:       a,
+		confirmed: max(confirmed, 0),
+		ctx:       r.Context(),
+		typ:       typ,
+		id:        id,
+		method:    method,
+		claim:     claim,
+		start:     start,
+		startNS:   start.UnixNano(),
 	}, true
 }
 
@@ -269,6 +278,7 @@ func (a *App) endTurn(t *turn) {
 		Method:     t.method,
 		Start:      t.startNS,
 		End:        t.stamp(),
+		Confirmed:  t.confirmed,
 	}
 	if t.committed {
 		rec.Committed, rec.CommitAt = true, t.commitAt

@@ -459,3 +459,31 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// The silo's Granary-Claim-Confirmed header is logged with the turn; a
+// value that is not a time is left out.
+func TestTurnRecordsTheConfirmation(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, v := range []string{"1796216882753976005", "soon", "-5"} {
+		req, err := http.NewRequest("DELETE", h.srv.URL+"/actors/ChaosCounter/c1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(HeaderActivation, testClaim)
+		req.Header.Set(HeaderConfirmed, v)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	turns := h.history().Turns
+	if len(turns) != 3 {
+		t.Fatalf("history has %d turns, want 3", len(turns))
+	}
+	for i, want := range []int64{1796216882753976005, 0, 0} {
+		if turns[i].Confirmed != want {
+			t.Errorf("turn %d: Confirmed = %d, want %d", i, turns[i].Confirmed, want)
+		}
+	}
+}

@@ -20,6 +20,8 @@ type turn struct {
 	id     string
 	method string
 	claim  string // the Granary-Activation header, as received
+	// confirmed is the Granary-Claim-Confirmed header, 0 when absent.
+	confirmed int64
 
 	start   time.Time
 	startNS int64 // start in Unix nanoseconds

@@ -81,14 +81,17 @@ type config struct {
 	// leaseHorizon, when set, is the last moment the lease records speak
 	// for (Unix ns).
 	leaseHorizon int64
+	freezes      map[string][][2]int64 // silo → [from, until] of each freeze
+	resumeSlack  time.Duration
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		keyTimeout: 10 * time.Second,
-		grace:      5 * time.Second,
-		tolerance:  10 * time.Millisecond,
-		admitSlack: 100 * time.Millisecond,
+		keyTimeout:  10 * time.Second,
+		grace:       5 * time.Second,
+		tolerance:   10 * time.Millisecond,
+		admitSlack:  100 * time.Millisecond,
+		resumeSlack: time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -129,6 +132,34 @@ func AdmitSlack(d time.Duration) Option { return func(c *config) { c.admitSlack 
 // turns_lease_unchecked): a lease extended after that reading was never
 // recorded, so its absence proves nothing. Every other rule still applies.
 func LeaseHorizon(t int64) Option { return func(c *config) { c.leaseHorizon = t } }
+
+// Freeze is a span over which the harness held a silo's process stopped
+// (SIGSTOP), in Unix ns: From is no later than the stop and Until no
+// earlier than the resumption.
+type Freeze struct {
+	Silo        string
+	From, Until int64
+}
+
+// Freezes tells SingleActivation when the harness froze which silo. A turn
+// the app logged outside its silo's lease, but whose call the silo confirmed
+// under the lease and claim (Turn.Confirmed) before a freeze of that silo
+// that ended at most ResumeSlack before the turn's start, was held up by
+// the freeze: it is judged
+// as admitted when it was confirmed, and noted (late_after_freeze). Its
+// writes are still judged when they committed.
+func Freezes(fs []Freeze) Option {
+	return func(c *config) {
+		c.freezes = map[string][][2]int64{}
+		for _, f := range fs {
+			c.freezes[f.Silo] = append(c.freezes[f.Silo], [2]int64{f.From, f.Until})
+		}
+	}
+}
+
+// ResumeSlack is the longest a silo may take, once resumed after a freeze,
+// to deliver a call it held (see Freezes). Default 1 s.
+func ResumeSlack(d time.Duration) Option { return func(c *config) { c.resumeSlack = d } }
 
 // ShardBits is how many top bits of an actor's hash name its shard.
 const ShardBits = 12

@@ -17,7 +17,8 @@ type turnInfo struct {
 	claim   history.Claim
 	actor   string // "<type>/<id>", or the id when the type is not known
 	shard   string
-	leaseOK bool // started under a lease, or no lease data to say otherwise
+	leaseOK bool  // started under a lease, or no lease data to say otherwise
+	admit   int64 // when the silo admitted it: Start, or Confirmed for a call held by a freeze
 }
 
 // claimSeen is a claim of a shard and the earliest moment the history shows
@@ -163,9 +164,12 @@ func shardName(actorType, id string) string {
 // is a violation. Deactivations need no lease and may run under an older
 // claim (the old owner drains), but commit nothing after a newer one either.
 //
+// A turn whose call a frozen silo held (see Freezes) is judged as admitted
+// when the silo confirmed it, and noted.
+//
 // Counts: turns, actors, shards, claims, writes, turns_lease_unchecked,
 // commits_checked, writes_without_turn, overlaps_same_activation,
-// in_flight_at_lease_loss, and one per kind of violation: stale_claim_turns,
+// in_flight_at_lease_loss, late_after_freeze, and one per kind of violation: stale_claim_turns,
 // conflicting_claims, overlapping_turns, turns_without_lease, stale_commits,
 // misplaced_turns.
 func SingleActivation(turns []history.Turn, leases []history.Lease, writes []history.StoreRecord, opts ...Option) Result {
@@ -194,7 +198,7 @@ func SingleActivation(turns []history.Turn, leases []history.Lease, writes []his
 			continue
 		}
 		c, _ := t.Claim()
-		ti := &turnInfo{Turn: t, claim: c, actor: actorName(t.Type, t.Actor), shard: shardName(t.Type, t.Actor), leaseOK: true}
+		ti := &turnInfo{Turn: t, claim: c, actor: actorName(t.Type, t.Actor), shard: shardName(t.Type, t.Actor), leaseOK: true, admit: t.Start}
 		ts = append(ts, ti)
 		see(ti.shard, c, t.Start)
 		if t.Silo != c.Silo {
@@ -234,20 +238,27 @@ func SingleActivation(turns []history.Turn, leases []history.Lease, writes []his
 
 	// Admission: claims and leases.
 	book := newLeaseBook(leases)
+	res.Counts["late_after_freeze"] = 0
 	for _, t := range ts {
 		if t.Method == history.MethodDeactivate {
 			continue
 		}
-		if newer, ok := shards[t.shard].newestBefore(t.Start - slack); ok && newer.claim.Version > t.claim.Version {
+		if f, ok := heldByFreeze(t, book, cfg, slack); ok {
+			t.admit = t.Confirmed
+			res.Counts["late_after_freeze"]++
+			res.note("delivered after a freeze", t.actor, t.Start, "turn %s [%d, %d] under %s was confirmed by silo %s at %d under its lease, and reached the app %v later, after the silo was frozen [%d, %d]",
+				t.Method, t.Start, t.End, t.Activation, t.claim.Silo, t.Confirmed, time.Duration(t.Start-t.Confirmed), f[0], f[1])
+		}
+		if newer, ok := shards[t.shard].newestBefore(t.admit - slack); ok && newer.claim.Version > t.claim.Version {
 			res.Counts["stale_claim_turns"]++
 			res.violate("turn under an older claim", t.actor, t.Start, "turn %s [%d, %d] under %s started after claim %s was in force (from %d) on %s",
 				t.Method, t.Start, t.End, t.Activation, newer.claim, newer.first, t.shard)
 		}
-		if !book.silos[t.claim.Silo] || (cfg.leaseHorizon != 0 && t.Start > cfg.leaseHorizon) {
+		if !book.silos[t.claim.Silo] || (cfg.leaseHorizon != 0 && t.admit > cfg.leaseHorizon) {
 			res.Counts["turns_lease_unchecked"]++
 			continue
 		}
-		held, until := book.held(t.claim, t.Start-slack, t.Start)
+		held, until := book.held(t.claim, t.admit-slack, t.admit)
 		if !held {
 			t.leaseOK = false
 			res.Counts["turns_without_lease"]++
@@ -288,6 +299,26 @@ func SingleActivation(turns []history.Turn, leases []history.Lease, writes []his
 
 	checkOverlaps(&res, ts, shards, book, slack)
 	return res
+}
+
+// heldByFreeze reports whether t's call was held up by a freeze of its
+// silo: the silo confirmed it at t.Confirmed while it held a lease, and a
+// freeze of the silo began after that (within slack) and ended by the
+// turn's start (within slack), at most ResumeSlack before it. It returns
+// the freeze.
+func heldByFreeze(t *turnInfo, book leaseBook, cfg config, slack int64) ([2]int64, bool) {
+	if t.Confirmed == 0 || t.Start-t.Confirmed <= slack {
+		return [2]int64{}, false
+	}
+	if held, _ := book.held(t.claim, t.Confirmed-slack, t.Confirmed); !held {
+		return [2]int64{}, false
+	}
+	for _, f := range cfg.freezes[t.Silo] {
+		if f[0] >= t.Confirmed-slack && f[0] < t.Start && f[1] <= t.Start+slack && f[1] >= t.Start-int64(cfg.resumeSlack) {
+			return f, true
+		}
+	}
+	return [2]int64{}, false
 }
 
 // checkOverlaps finds turns of one actor under different claims that
@@ -347,7 +378,7 @@ func judgeOverlap(res *Result, a, b *turnInfo, shards map[string]*shardClaims, b
 		newClaimAt = cs.first
 	}
 	var why []string
-	if old.Method != history.MethodDeactivate && old.Start-slack >= newClaimAt {
+	if old.Method != history.MethodDeactivate && old.admit-slack >= newClaimAt {
 		why = append(why, fmt.Sprintf("the older turn started after claim %s was in force (from %d)", cur.Activation, newClaimAt))
 	}
 	if old.Method != history.MethodDeactivate && !old.leaseOK {

@@ -181,6 +181,67 @@ func TestSingleActivation(t *testing.T) {
 	}
 }
 
+func confirmedAt(t history.Turn, at int64) history.Turn {
+	t.Confirmed = at
+	return t
+}
+
+// TestSingleActivationLateDelivery: a call the silo confirmed under its
+// lease and claim, then held while the harness froze its process, reaches
+// the app after the lease and the claim passed to another silo. It is a
+// note when a freeze of that silo lies between the confirmation and the
+// turn's start and the turn commits nothing after the newer claim; without
+// that freeze, or confirmed without a lease, it is a violation.
+func TestSingleActivationLateDelivery(t *testing.T) {
+	late := confirmedAt(turn("x", claimA3, 1350, 1390), 950)
+	freezeA := Freezes([]Freeze{{Silo: "silo-a", From: 960, Until: 1340}})
+	tests := []struct {
+		name   string
+		turn   history.Turn
+		opts   []Option
+		want   []string
+		counts map[string]int
+		notes  int
+	}{
+		{name: "frozen between confirmation and delivery", turn: late, opts: []Option{freezeA},
+			counts: map[string]int{"late_after_freeze": 1, "turns_without_lease": 0, "stale_claim_turns": 0}, notes: 1},
+		{name: "no freeze recorded", turn: late,
+			want: []string{"turn under an older claim", "turn without a lease"}, counts: map[string]int{"late_after_freeze": 0}},
+		{name: "another silo was frozen", turn: late, opts: []Option{Freezes([]Freeze{{Silo: "silo-b", From: 960, Until: 1340}})},
+			want: []string{"turn under an older claim", "turn without a lease"}},
+		{name: "no confirmation sent", turn: turn("x", claimA3, 1350, 1390), opts: []Option{freezeA},
+			want: []string{"turn under an older claim", "turn without a lease"}},
+		{name: "the freeze ended long before the turn started", turn: late,
+			opts: []Option{Freezes([]Freeze{{Silo: "silo-a", From: 960, Until: 1100}})},
+			want: []string{"turn under an older claim", "turn without a lease"}},
+		{name: "confirmed after the lease ran out", turn: confirmedAt(turn("x", claimA3, 1350, 1390), 1100),
+			opts: []Option{Freezes([]Freeze{{Silo: "silo-a", From: 1110, Until: 1340}})},
+			want: []string{"turn under an older claim", "turn without a lease"}},
+		{name: "delivered late and committed", turn: committed(late, 1360), opts: []Option{freezeA},
+			want: []string{"stale-claim commit"}, notes: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := SingleActivation(with(handoverTurns, tt.turn), handoverLeases, handoverWrites, append([]Option{unitSlack, ResumeSlack(50)}, tt.opts...)...)
+			var got []string
+			for _, v := range res.Violations {
+				got = append(got, v.What)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("violations %q, want %q\n%s", got, tt.want, res)
+			}
+			if len(res.Notes) != tt.notes {
+				t.Fatalf("%d notes, want %d\n%s", len(res.Notes), tt.notes, res)
+			}
+			for k, v := range tt.counts {
+				if res.Counts[k] != v {
+					t.Errorf("Counts[%q] = %d, want %d\n%s", k, res.Counts[k], v, res)
+				}
+			}
+		})
+	}
+}
+
 func TestSingleActivationInFlightNoteSaysWhy(t *testing.T) {
 	res := SingleActivation(with(handoverTurns, turn("x", claimA3, 950, 1350)), handoverLeases, handoverWrites, unitSlack)
 	if len(res.Notes) != 1 {

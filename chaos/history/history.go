@@ -93,6 +93,10 @@ type Turn struct {
 	End         int64  `json:"end"`
 	Committed   bool   `json:"committed,omitempty"`
 	CommitAt    int64  `json:"commitAt,omitempty"`
+	// Confirmed is when the silo last confirmed the turn's claim and lease
+	// before sending the call (its Granary-Claim-Confirmed header, Unix ns
+	// on the silo's clock); 0 when the call did not say.
+	Confirmed int64 `json:"confirmed,omitempty"`
 }
 
 // Claim returns the claim the turn ran under.
@@ -226,6 +230,9 @@ func (t Turn) Normalize() (Turn, error) {
 	}
 	if t.End < t.Start {
 		return t, fmt.Errorf("turn: ended at %d before it started at %d", t.End, t.Start)
+	}
+	if t.Confirmed < 0 {
+		return t, fmt.Errorf("turn: negative confirmation time %d", t.Confirmed)
 	}
 	if !t.Committed && t.CommitAt != 0 {
 		return t, errors.New("turn: commit time without a commit")

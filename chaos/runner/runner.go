@@ -291,8 +291,26 @@ func judge(run *history.Run, finals map[string]int64, finalErr error, schedule m
 		check.Register(run.Ops),
 		counters,
 		check.Reminders(run.Ticks, schedule, end),
-		check.SingleActivation(run.Turns, run.Leases, run.Writes, check.LeaseHorizon(leaseHorizon)),
+		check.SingleActivation(run.Turns, run.Leases, run.Writes, check.LeaseHorizon(leaseHorizon), check.Freezes(freezes(run.Faults, end))),
 	}
+}
+
+// freezes are the spans over which the nemesis held a silo process
+// stopped: SIGSTOP of a silo, and the old process of a same-ID restart. A
+// fault still open at the end ran until end.
+func freezes(faults []history.Fault, end int64) []check.Freeze {
+	var out []check.Freeze
+	for _, f := range faults {
+		if f.Kind != nemesis.PauseSilo && f.Kind != nemesis.SameIDRestart {
+			continue
+		}
+		until := f.End
+		if until == 0 {
+			until = end
+		}
+		out = append(out, check.Freeze{Silo: f.Target, From: f.Start, Until: until})
+	}
+	return out
 }
 
 // visualize writes porcupine's visualization of every register key the
