@@ -145,9 +145,8 @@ type Freeze struct {
 // the app logged outside its silo's lease, but whose call the silo confirmed
 // under the lease and claim (Turn.Confirmed) before a freeze of that silo
 // that ended at most ResumeSlack before the turn's start, was held up by
-// the freeze: it is judged
-// as admitted when it was confirmed, and noted (late_after_freeze). Its
-// writes are still judged when they committed.
+// the freeze: it is judged as admitted when it was confirmed, and noted
+// (late_after_freeze). Its writes are still judged when they committed.
 func Freezes(fs []Freeze) Option {
 	return func(c *config) {
 		c.freezes = map[string][][2]int64{}
