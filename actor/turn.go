@@ -139,17 +139,7 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		return fmt.Errorf("actor %s: %w", a.id, err)
 	}
 	if claim != a.claim {
-		a.mu.Lock()
-		nested := a.turns.depth > 1
-		gone := a.goneLocked()
-		a.mu.Unlock()
-		a.release(rt)
-		rt.log.Info("actor activation recycled: its shard was claimed again", "actor", a.id.String(), "was", a.claim.String(), "now", claim.String())
-		rt.recycle(a, "its shard was claimed again")
-		if nested {
-			return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) during the turn of claim %s", a.id, ErrFenced, claim, a.claim)
-		}
-		return claimChangedError{gone}
+		return rt.claimMoved(a, claim)
 	}
 	outermost := rt.invariantTurnStarted(a)
 	// A native turn runs under a context of its own, cancelled if the drain
@@ -184,6 +174,11 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		level.cancel(nil)
 	}
 	rt.invariantTurnEnded(a, outermost)
+	if moved, ok := errors.AsType[*claimMovedError](err); ok && moved.id == a.id && !aborted {
+		// The type found the claim gone before it sent anything
+		// (ConfirmClaim): as if the turn had found it so at its start.
+		return rt.claimMoved(a, moved.now)
+	}
 	if err != nil && errors.Is(err, ErrAppTimeout) {
 		// The app may still run the call: no later turn may start on this
 		// activation, and the next one waits for its deactivation.
@@ -196,20 +191,55 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 	return err
 }
 
+// claimMoved ends a turn on a, which the caller holds, whose shard is held
+// under claim now rather than a's: the turn is released and a recycled. An
+// outermost call is told to retry on a fresh activation
+// (claimChangedError); a reentrant one gets ErrFenced, since the recycling
+// waits for the turn it is part of.
+func (rt *Runtime) claimMoved(a *activation, claim statestore.Claim) error {
+	a.mu.Lock()
+	nested := a.turns.depth > 1
+	gone := a.goneLocked()
+	a.mu.Unlock()
+	a.release(rt)
+	rt.log.Info("actor activation recycled: its shard was claimed again", "actor", a.id.String(), "was", a.claim.String(), "now", claim.String())
+	rt.recycle(a, "its shard was claimed again")
+	if nested {
+		return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) during the turn of claim %s", a.id, ErrFenced, claim, a.claim)
+	}
+	return claimChangedError{gone}
+}
+
+// claimMovedError is ConfirmClaim's answer when the shard was claimed again
+// during the turn; startTurn turns it into claimMoved's.
+type claimMovedError struct {
+	id       ID
+	was, now statestore.Claim
+}
+
+func (e *claimMovedError) Error() string {
+	return fmt.Sprintf("actor %s: %v: its shard was claimed again (%s) during the turn of claim %s", e.id, ErrFenced, e.now, e.was)
+}
+
+func (e *claimMovedError) Unwrap() error { return ErrFenced }
+
 // ConfirmClaim reports whether this silo may still run id's turn under
 // claim, the claim of the activation the turn runs on: a type calls it right
 // before it hands a call to the code that runs the actor, so that a silo
 // which lost its lease or its claim since the turn started (a process paused
 // in between, a table change) sends nothing. It fails with the placement's
-// error (wrapping ErrNotOwner, and ErrSuspended when the silo may resume) or
-// with ErrFenced when the shard was claimed again.
+// error (wrapping ErrNotOwner, and ErrSuspended when the silo may resume),
+// or, when the shard was claimed again, with an error wrapping ErrFenced
+// that the type returns from the turn unchanged: the runtime then retries
+// the call on a fresh activation, as when a turn finds the claim changed as
+// it starts.
 func (rt *Runtime) ConfirmClaim(ctx context.Context, id ID, claim statestore.Claim) error {
 	now, err := rt.placement.Claim(ctx, id)
 	if err != nil {
 		return fmt.Errorf("actor %s: %w", id, err)
 	}
 	if now != claim {
-		return fmt.Errorf("actor %s: %w: its shard was claimed again (%s) during the turn of claim %s", id, ErrFenced, now, claim)
+		return &claimMovedError{id: id, was: claim, now: now}
 	}
 	return nil
 }

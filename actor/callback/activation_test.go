@@ -176,3 +176,61 @@ func TestNoCallLeavesAfterTheLeaseLapsedMidTurn(t *testing.T) {
 		t.Errorf("the app got %d calls after the lease lapsed: %+v", len(got), got)
 	}
 }
+
+// movingPlacement grants the first claim for as many asks as grants says,
+// and the second ever after.
+type movingPlacement struct {
+	first, second statestore.Claim
+	grants        atomic.Int64
+}
+
+func (p *movingPlacement) Claim(context.Context, actor.ID) (statestore.Claim, error) {
+	if p.grants.Add(-1) >= 0 {
+		return p.first, nil
+	}
+	return p.second, nil
+}
+
+// A shard claimed again after a turn started and before its call went out:
+// nothing is sent under the old claim, the activation is recycled, and the
+// call runs on a fresh activation of the new claim, as when a turn finds
+// the claim changed as it starts. The caller sees no error.
+func TestACallWhoseClaimMovedMidTurnRunsOnAFreshActivation(t *testing.T) {
+	app := newFakeApp(t, `{"entities":["Counter"]}`)
+	first := statestore.Claim{Cluster: "c", Version: 3, Silo: "s", Incarnation: "i"}
+	second := first
+	second.Version = 4
+	p := &movingPlacement{first: first, second: second}
+	p.grants.Store(1 << 30)
+	rt, err := actor.New(actor.Config{Store: memstore.New(), Logger: quietLogger(), Placement: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	reg := newRegistry(t, rt, calmOptions())
+	ctx := ctxFor(t)
+	if err := reg.Register(ctx, "app", app.URL(), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, err := invoke(ctx, rt, "Counter", "a", "m", nil); err != nil {
+		t.Fatal(err)
+	}
+	app.reset()
+	p.grants.Store(1) // the turn's start sees the first claim, the confirmation the second
+	if _, _, _, _, err := invoke(ctx, rt, "Counter", "a", "m", nil); err != nil {
+		t.Fatalf("call whose claim moved mid-turn: %v", err)
+	}
+	want := []struct{ method, path, activation string }{
+		{http.MethodDelete, "/actors/Counter/a", first.String()},
+		{http.MethodPut, "/actors/Counter/a/method/m", second.String()},
+	}
+	got := app.Requests("/actors/")
+	if len(got) != len(want) {
+		t.Fatalf("the app got %d calls, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if r := got[i]; r.Method != w.method || r.Path != w.path || r.Header.Get("Granary-Activation") != w.activation {
+			t.Errorf("call %d = %s %s under %q, want %s %s under %q", i, r.Method, r.Path, r.Header.Get("Granary-Activation"), w.method, w.path, w.activation)
+		}
+	}
+}

@@ -68,22 +68,20 @@ var (
 	jsonContentType  = []byte("application/json")
 )
 
-// confirm checks, right before a turn's call goes to the app, that the
-// silo still holds the activation's claim and its lease, and returns the
-// moment it did so (Unix nanoseconds) for the Granary-Claim-Confirmed
-// header.
-func (in *instance) confirm(ctx context.Context) (int64, error) {
-	at := in.app.reg.opts.Clock.Now().UnixNano()
-	if err := in.app.reg.rt.ConfirmClaim(ctx, in.id, in.claim); err != nil {
-		return 0, err
-	}
-	return at, nil
-}
-
 // call sends one PUT (or DELETE) to the app and returns its response, which the
-// caller must release. confirmed, when not 0, is the moment confirm returned.
-func (in *instance) call(ctx context.Context, confirmed int64, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
+// caller must release. With confirm (every call of a turn), it first checks
+// that the silo still holds the activation's claim and its lease, sends
+// nothing if not, and tells the app when it checked in
+// Granary-Claim-Confirmed.
+func (in *instance) call(ctx context.Context, confirm bool, method string, path []string, query []byte, header []actor.HeaderField, contentType []byte, reentrancyID string, body []byte) (*fasthttp.Response, error) {
 	a := in.app
+	var confirmed int64
+	if confirm {
+		confirmed = a.reg.opts.Clock.Now().UnixNano()
+		if err := a.reg.rt.ConfirmClaim(ctx, in.id, in.claim); err != nil {
+			return nil, err
+		}
+	}
 	req := fasthttp.AcquireRequest() // do releases it
 	req.Header.SetMethod(method)
 	uri := req.URI()
@@ -107,7 +105,7 @@ func (in *instance) call(ctx context.Context, confirmed int64, method string, pa
 		}
 	}
 	req.Header.SetBytesKV(headerActivation, in.activation)
-	if confirmed != 0 {
+	if confirm {
 		var buf [20]byte
 		req.Header.SetBytesKV(headerConfirmed, strconv.AppendInt(buf[:0], confirmed, 10))
 	}
@@ -139,11 +137,7 @@ func (in *instance) call(ctx context.Context, confirmed int64, method string, pa
 }
 
 func (in *instance) Invoke(ctx context.Context, r *actor.Request) (*actor.Response, error) {
-	confirmed, err := in.confirm(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", url.PathEscape(r.Method)}, r.Query, r.Header, r.ContentType, r.ReentrancyID, r.Body)
+	resp, err := in.call(ctx, true, fasthttp.MethodPut, []string{"method", url.PathEscape(r.Method)}, r.Query, r.Header, r.ContentType, r.ReentrancyID, r.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +182,7 @@ func (in *instance) Remind(ctx context.Context, r *actor.ReminderCall) (bool, er
 	if err != nil {
 		return false, err
 	}
-	confirmed, err := in.confirm(ctx)
-	if err != nil {
-		return false, err
-	}
-	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", "remind", url.PathEscape(r.Name)}, nil, nil, nil, "", body)
+	resp, err := in.call(ctx, true, fasthttp.MethodPut, []string{"method", "remind", url.PathEscape(r.Name)}, nil, nil, nil, "", body)
 	if err != nil {
 		return false, err
 	}
@@ -209,11 +199,7 @@ func (in *instance) Timer(ctx context.Context, t *actor.TimerCall) error {
 	if err != nil {
 		return err
 	}
-	confirmed, err := in.confirm(ctx)
-	if err != nil {
-		return err
-	}
-	resp, err := in.call(ctx, confirmed, fasthttp.MethodPut, []string{"method", "timer", url.PathEscape(t.Name)}, nil, nil, nil, "", body)
+	resp, err := in.call(ctx, true, fasthttp.MethodPut, []string{"method", "timer", url.PathEscape(t.Name)}, nil, nil, nil, "", body)
 	if err != nil {
 		return err
 	}
@@ -226,7 +212,7 @@ func (in *instance) Timer(ctx context.Context, t *actor.TimerCall) error {
 
 func (in *instance) Deactivate(ctx context.Context) error {
 	// A deactivation needs no claim: the old owner of a shard drains it.
-	resp, err := in.call(ctx, 0, fasthttp.MethodDelete, nil, nil, nil, nil, "", nil)
+	resp, err := in.call(ctx, false, fasthttp.MethodDelete, nil, nil, nil, nil, "", nil)
 	if err != nil {
 		return err
 	}
