@@ -3,8 +3,17 @@ package actor
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
+
+// SystemTypePrefix starts the names of the system actor types that Granary
+// itself hosts (the building blocks' partitions). An app cannot host a type
+// of such a name.
+const SystemTypePrefix = "granary."
+
+// IsSystemType reports whether actorType is a system actor type.
+func IsSystemType(actorType string) bool { return strings.HasPrefix(actorType, SystemTypePrefix) }
 
 // MaxNameLength bounds actor types, IDs, method, reminder and timer names.
 const MaxNameLength = 1024

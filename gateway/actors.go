@@ -12,7 +12,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/blocks"
 	"github.com/granaryhq/granary/internal/httpheader"
+	"github.com/granaryhq/granary/internal/stateinput"
 	"github.com/granaryhq/granary/silo"
 	"github.com/granaryhq/granary/statestore"
 )
@@ -24,6 +26,10 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 	}
 	if e := validName("actor id", rest[1]); e != nil {
 		return e
+	}
+	if _, public := ctx.Conn().(*conn); public && blocks.IsSystemType(rest[0]) {
+		return newError(http.StatusForbidden, codeBadRequest,
+			fmt.Sprintf("actor type %q is a system type of the building blocks; use their API", rest[0]))
 	}
 	id := actor.ID{Type: rest[0], ID: rest[1]}
 	call, e := s.actorCall(ctx, method, rest[2], rest[3:])
@@ -236,7 +242,7 @@ func (s *Server) transact(ctx *fasthttp.RequestCtx, id actor.ID) *apiError {
 }
 
 func (s *Server) getState(ctx *fasthttp.RequestCtx, id actor.ID, key string) *apiError {
-	if err := validateStateKey(key); err != nil {
+	if err := stateinput.ValidateKey(key); err != nil {
 		return badRequest(fmt.Sprintf("state key %q %v", key, err))
 	}
 	item, err := s.backend.GetState(ctx, id, key)

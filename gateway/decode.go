@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"time"
-	"unicode/utf8"
 
+	"github.com/granaryhq/granary/internal/stateinput"
 	"github.com/granaryhq/granary/statestore"
 )
 
 // MaxStateKeyLength bounds an actor state key.
-const MaxStateKeyLength = 1024
-
-// maxTTLSeconds bounds ttlInSeconds (about 100 years).
-const maxTTLSeconds = 100 * 365 * 24 * 3600
+const MaxStateKeyLength = stateinput.MaxKeyLength
 
 // stateOperation is one element of an actor state transaction body.
 type stateOperation struct {
@@ -24,103 +19,10 @@ type stateOperation struct {
 }
 
 type stateRequest struct {
-	Key      *text             `json:"key"`
-	Value    json.RawMessage   `json:"value"`
-	ETag     *string           `json:"etag"`
-	Metadata map[string]ttlArg `json:"metadata"`
-}
-
-// ttlArg accepts a metadata value written as a JSON string (as the protocol
-// states) or, leniently, as a number.
-type ttlArg string
-
-func (t *ttlArg) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*t = ttlArg(s)
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("metadata values must be strings")
-	}
-	*t = ttlArg(n.String())
-	return nil
-}
-
-// text is a JSON string that remembers whether it was valid text.
-// encoding/json turns invalid UTF-8 and \u escapes of lone surrogates into
-// U+FFFD, so keys that differ on the wire would be stored as one, and
-// none of them could be read back by its own name.
-type text struct {
-	s       string
-	invalid string // why the string is not text; empty when it is
-}
-
-func (t *text) UnmarshalJSON(b []byte) error {
-	// A repeated field decodes into the same value; the last one counts.
-	t.invalid = ""
-	switch {
-	case len(b) == 0 || b[0] != '"':
-		return fmt.Errorf("key must be a JSON string, not %.20s", b)
-	case !utf8.Valid(b):
-		t.invalid = "is not valid UTF-8"
-	case hasLoneSurrogate(b):
-		t.invalid = "is not valid UTF-8: it has a \\u escape of a lone UTF-16 surrogate"
-	}
-	return json.Unmarshal(b, &t.s)
-}
-
-// hasLoneSurrogate reports whether the JSON string b has a \u escape of a
-// high surrogate not followed by one of a low surrogate, or of a low
-// surrogate on its own. b is checked as JSON by the caller.
-func hasLoneSurrogate(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		i++ // the escaped character; the loop steps over it
-		r, ok := escapedUnit(b, i)
-		if !ok {
-			continue
-		}
-		i += 4
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		case r >= 0xD800 && r <= 0xDBFF:
-			low, ok := escapedUnit(b, i+2)
-			if i+1 >= len(b) || b[i+1] != '\\' || !ok || low < 0xDC00 || low > 0xDFFF {
-				return true
-			}
-			i += 6
-		}
-	}
-	return false
-}
-
-// escapedUnit reads the four hex digits of a \u escape whose "u" is at b[i].
-func escapedUnit(b []byte, i int) (rune, bool) {
-	if i >= len(b) || b[i] != 'u' || i+5 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i+1 : i+5] {
-		switch {
-		case '0' <= c && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case 'a' <= c && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case 'A' <= c && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	Key      *stateinput.Text                    `json:"key"`
+	Value    json.RawMessage                     `json:"value"`
+	ETag     *string                             `json:"etag"`
+	Metadata map[string]stateinput.MetadataValue `json:"metadata"`
 }
 
 var jsonNull = []byte("null")
@@ -145,11 +47,11 @@ func decodeTransaction(body []byte) ([]statestore.Op, *apiError) {
 		if r.Request == nil || r.Request.Key == nil {
 			return nil, badRequest(where + ": missing \"request.key\"")
 		}
-		if r.Request.Key.invalid != "" {
-			return nil, badRequest(fmt.Sprintf("%s: key %s", where, r.Request.Key.invalid))
+		if r.Request.Key.Invalid != "" {
+			return nil, badRequest(fmt.Sprintf("%s: key %s", where, r.Request.Key.Invalid))
 		}
-		key := r.Request.Key.s
-		if err := validateStateKey(key); err != nil {
+		key := r.Request.Key.S
+		if err := stateinput.ValidateKey(key); err != nil {
 			return nil, badRequest(fmt.Sprintf("%s: key %q %v", where, key, err))
 		}
 		op := statestore.Op{Key: key}
@@ -163,7 +65,7 @@ func decodeTransaction(body []byte) ([]statestore.Op, *apiError) {
 			if len(op.Value) == 0 {
 				op.Value = jsonNull
 			}
-			ttl, err := parseTTL(r.Request.Metadata)
+			ttl, err := stateinput.TTL(r.Request.Metadata)
 			if err != nil {
 				return nil, badRequest(fmt.Sprintf("%s: %v", where, err))
 			}
@@ -176,47 +78,6 @@ func decodeTransaction(body []byte) ([]statestore.Op, *apiError) {
 		ops = append(ops, op)
 	}
 	return ops, nil
-}
-
-func parseTTL(md map[string]ttlArg) (time.Duration, error) {
-	v, ok := md["ttlInSeconds"]
-	if !ok {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	switch {
-	case err != nil:
-		return 0, fmt.Errorf("metadata.ttlInSeconds %q is not an integer", string(v))
-	case n == -1:
-		return 0, nil // never expires
-	case n <= 0:
-		return 0, fmt.Errorf("metadata.ttlInSeconds %d must be positive, or -1 for no expiry", n)
-	case n > maxTTLSeconds:
-		return 0, fmt.Errorf("metadata.ttlInSeconds %d is too large (limit %d)", n, maxTTLSeconds)
-	}
-	return time.Duration(n) * time.Second, nil
-}
-
-// validateStateKey checks an actor state key: non-empty, bounded, printable,
-// valid UTF-8.
-func validateStateKey(key string) error {
-	if key == "" {
-		return fmt.Errorf("must not be empty")
-	}
-	if len(key) > MaxStateKeyLength {
-		return fmt.Errorf("is %d bytes long; the limit is %d", len(key), MaxStateKeyLength)
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c == 0x7f {
-			return fmt.Errorf("must not contain control character 0x%02x", c)
-		}
-	}
-	// A key written in a transaction body is JSON text; one read by path
-	// must be too, or it names a key no transaction can write.
-	if !utf8.ValidString(key) {
-		return fmt.Errorf("is not valid UTF-8")
-	}
-	return nil
 }
 
 // scheduleBody is the body of a reminder or timer registration.

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/stateinput"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -101,7 +102,7 @@ func FuzzDecodeTransaction(f *testing.F) {
 		written := bytes.Count(body, []byte("\ufffd")) + bytes.Count(bytes.ToLower(body), []byte(`\ufffd`))
 		replaced := 0
 		for _, op := range ops {
-			if validateStateKey(op.Key) != nil {
+			if stateinput.ValidateKey(op.Key) != nil {
 				t.Fatalf("accepted invalid key %q", op.Key)
 			}
 			if !utf8.ValidString(op.Key) {
@@ -193,7 +194,7 @@ func FuzzSplitPath(f *testing.F) {
 				t.Fatalf("segment %q passes as a name but is not valid UTF-8", s)
 			}
 		}
-		if key := joinPath(segs); validateStateKey(key) == nil && !utf8.ValidString(key) {
+		if key := joinPath(segs); stateinput.ValidateKey(key) == nil && !utf8.ValidString(key) {
 			t.Fatalf("path %q passes as a state key but is not valid UTF-8", key)
 		}
 		// Whatever route the path takes, the backend sees only valid UTF-8.

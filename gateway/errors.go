@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/blocks"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -92,9 +93,13 @@ func runtimeError(err error, fallback string) *apiError {
 
 func runtimeErrorOf(err error, fallback string) *apiError {
 	var ae *apiError
+	var be *blocks.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &be):
+		// A system actor's answer, as its block wrote it.
+		return newError(be.Status, be.Code, be.Message)
 	case errors.Is(err, actor.ErrClosed), errors.Is(err, actor.ErrTypeUnavailable), errors.Is(err, actor.ErrFenced):
 		return newError(http.StatusServiceUnavailable, codeRuntimeClosed, err.Error())
 	case errors.Is(err, actor.ErrTypeNotHosted), errors.Is(err, actor.ErrNotOwner):

@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -41,7 +43,7 @@ type Backend interface {
 // Config configures a Server.
 type Config struct {
 	// APIToken, when set, is required in the dapr-api-token header of every
-	// call except /v1.0/healthz.
+	// call except /v1.0/healthz and /v1.0/healthz/outbound.
 	APIToken string
 	// MaxBodySize bounds request bodies (default 4 MiB); larger bodies get 413.
 	MaxBodySize int
@@ -91,6 +93,7 @@ type Server struct {
 	conns   map[*conn]struct{} // open connections accepted by Serve
 
 	cluster Cluster
+	blocks  atomic.Pointer[Blocks]
 	// forwardSlack is how long past the routing window a forwarded call
 	// may run at its owner (the owner's turn itself).
 	forwardSlack time.Duration
@@ -242,16 +245,28 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	if len(s.token) > 0 && !(len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "healthz") {
+	if len(s.token) > 0 && !isHealthz(segs) {
 		got := ctx.Request.Header.PeekBytes(headerToken)
 		if subtle.ConstantTimeCompare(got, s.token) != 1 {
 			writeError(ctx, newError(http.StatusUnauthorized, codeUnauthorized, "missing or wrong dapr-api-token header"))
 			return
 		}
 	}
+	if appID := ctx.Request.Header.PeekBytes(headerAppID); len(appID) > 0 && !bytes.HasPrefix(path, invokePrefix) {
+		// Any path, named for the app it is meant for by the header.
+		if e := s.invokeApp(ctx, string(appID), path); e != nil {
+			writeError(ctx, e)
+		}
+		return
+	}
 	if e := s.route(ctx, segs); e != nil {
 		writeError(ctx, e)
 	}
+}
+
+// isHealthz reports whether segs is a health route, which needs no token.
+func isHealthz(segs []string) bool {
+	return (len(segs) == 2 || len(segs) == 3 && segs[2] == "outbound") && segs[0] == "v1.0" && segs[1] == "healthz"
 }
 
 func (s *Server) route(ctx *fasthttp.RequestCtx, segs []string) *apiError {
@@ -262,6 +277,19 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, segs []string) *apiError {
 			return e
 		}
 		return s.healthz(ctx)
+	case len(segs) == 3 && segs[0] == "v1.0" && segs[1] == "healthz" && segs[2] == "outbound":
+		if e := onlyMethods(method, "GET"); e != nil {
+			return e
+		}
+		return s.healthz(ctx)
+	case len(segs) >= 3 && segs[0] == "v1.0" && segs[1] == "state":
+		return s.state(ctx, method, segs[2:])
+	case len(segs) >= 3 && segs[0] == "v1.0" && segs[1] == "publish":
+		return s.publish(ctx, method, segs[2:], false)
+	case len(segs) >= 4 && segs[0] == "v1.0-alpha1" && segs[1] == "publish" && segs[2] == "bulk":
+		return s.publish(ctx, method, segs[3:], true)
+	case len(segs) >= 3 && segs[0] == "v1.0" && segs[1] == "invoke":
+		return s.invokeRoute(ctx, ctx.URI().PathOriginal())
 	case len(segs) == 2 && segs[0] == "v1.0" && segs[1] == "metadata":
 		if e := onlyMethods(method, "GET"); e != nil {
 			return e

@@ -39,8 +39,11 @@ type Config struct {
 	// Placement, for a silo of a cluster, reports its view of placement for
 	// metadata; nil describes a single silo.
 	Placement func() PlacementStatus
-	Clock     clock.Clock
-	Logger    *slog.Logger
+	// Blocks, when set, describes the building blocks for metadata: the
+	// components served and the subscriptions of this silo's apps.
+	Blocks func() ([]Component, []Subscription)
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Reminders is the reminder service as the silo uses it.
@@ -209,7 +212,42 @@ type Metadata struct {
 	Placement      PlacementStatus      `json:"placement"`
 	StateStore     string               `json:"stateStore"`
 	// Reminders is how many reminders this silo schedules.
-	Reminders int `json:"reminders"`
+	Reminders     int            `json:"reminders"`
+	Components    []Component    `json:"components"`
+	Subscriptions []Subscription `json:"subscriptions"`
+}
+
+// Component is a state store or pub/sub the silo serves.
+type Component struct {
+	Name         string   `json:"name"`
+	Type         string   `json:"type"`
+	Version      string   `json:"version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Subscription is one subscription of an app of this silo.
+type Subscription struct {
+	AppID           string            `json:"appId,omitempty"`
+	PubSubName      string            `json:"pubsubname"`
+	Topic           string            `json:"topic"`
+	Rules           SubscriptionRules `json:"rules"`
+	DeadLetterTopic string            `json:"deadLetterTopic,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+	// Type is "programmatic" (from the app's /dapr/subscribe) or
+	// "declarative" (from a Subscription file).
+	Type string `json:"type"`
+}
+
+// SubscriptionRules are the routes of a subscription, the default last
+// with an empty match.
+type SubscriptionRules struct {
+	Rules []SubscriptionRule `json:"rules"`
+}
+
+// SubscriptionRule routes the events Match selects to Path.
+type SubscriptionRule struct {
+	Match string `json:"match"`
+	Path  string `json:"path"`
 }
 
 // ActiveActors counts the active actors of one type.
@@ -281,13 +319,23 @@ func (s *Silo) Metadata() Metadata {
 		reminders = s.cfg.Reminders.Len()
 	}
 	placement := PlacementStatus{Mode: "single-silo", TableVersion: s.cfg.Claim.Version, Members: []string{s.cfg.ID}, Claim: claim}
+	components, subscriptions := []Component{}, []Subscription{}
+	if s.cfg.Blocks != nil {
+		components, subscriptions = s.cfg.Blocks()
+	}
+	apps := s.cfg.Apps.Apps()
+	id := s.cfg.ID
+	if len(apps) == 1 {
+		// Sidecar mode: the silo speaks for its one app, as Dapr's does.
+		id = apps[0].ID
+	}
 	placementText := "single silo: owns every actor"
 	if s.cfg.Placement != nil {
 		placement = s.cfg.Placement()
 		placementText = "cluster member: owns the shards its table gives it"
 	}
 	return Metadata{
-		ID:             s.cfg.ID,
+		ID:             id,
 		RuntimeVersion: "granary/" + Version,
 		Actors:         active,
 		ActorRuntime: ActorRuntime{
@@ -296,9 +344,11 @@ func (s *Silo) Metadata() Metadata {
 			Placement:     placementText,
 			ActiveActors:  active,
 		},
-		Apps:       s.cfg.Apps.Apps(),
-		Placement:  placement,
-		StateStore: s.cfg.StoreName,
-		Reminders:  reminders,
+		Apps:          apps,
+		Placement:     placement,
+		StateStore:    s.cfg.StoreName,
+		Reminders:     reminders,
+		Components:    components,
+		Subscriptions: subscriptions,
 	}
 }

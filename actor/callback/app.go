@@ -284,6 +284,21 @@ func (r *Registry) Apps() []AppStatus {
 	return out
 }
 
+// AppURL returns the base URL of the app registered as appID, and whether
+// its last health probe succeeded; ok is false when no such app is
+// registered.
+func (r *Registry) AppURL(appID string) (base string, healthy, ok bool) {
+	r.mu.Lock()
+	a := r.apps[appID]
+	r.mu.Unlock()
+	if a == nil {
+		return "", false, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.base, a.healthy, true
+}
+
 // Pending reports whether some registered app has not yet had its config read.
 func (r *Registry) Pending() bool {
 	r.mu.Lock()

@@ -68,6 +68,9 @@ func ParseConfig(body []byte) (types map[string]actor.TypeConfig, warnings []str
 		if _, dup := types[name]; dup {
 			return nil, nil, fmt.Errorf("app config: entity %q is listed twice", name)
 		}
+		if actor.IsSystemType(name) {
+			return nil, nil, fmt.Errorf("app config: entity %q: names starting with %q are Granary's own", name, actor.SystemTypePrefix)
+		}
 		types[name] = base
 	}
 	for _, ec := range c.EntitiesConfig {

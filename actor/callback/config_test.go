@@ -144,6 +144,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "entities not a list", body: `{"entities":"A"}`, err: "not valid JSON"},
 		{name: "trailing garbage", body: `{"entities":["A"]} x`, err: "not valid JSON"},
 		{name: "a type listed twice", body: `{"entities":["A","B","A"]}`, err: `"A" is listed twice`},
+		{name: "a system type", body: `{"entities":["A","granary.state.statestore"]}`, err: `Granary's own`},
 		{name: "an empty type name", body: `{"entities":[""]}`, err: "must not be empty"},
 		{name: "a type name with a slash", body: `{"entities":["a/b"]}`, err: `entity "a/b"`},
 		{name: "a type name with a control character", body: `{"entities":["a\u0001"]}`, err: "control character"},

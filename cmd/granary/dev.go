@@ -16,6 +16,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/blocks/components"
 	"github.com/granaryhq/granary/gateway"
 	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/silo"
@@ -82,6 +83,7 @@ type hostFlags struct {
 	turnWait       time.Duration
 	appCallTimeout time.Duration
 	shutdownGrace  time.Duration
+	resourcesPath  resourcesFlag
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -97,6 +99,25 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	fs.Var(&f.resourcesPath, "resources-path", "directory of Dapr Component (state.*, pubsub.*) and Subscription YAML files (repeatable)")
+}
+
+// resources reads the files under --resources-path.
+func (f *hostFlags) resources(log *slog.Logger) (components.Resources, error) {
+	res, err := components.Load(f.resourcesPath, log)
+	if err != nil {
+		return res, err
+	}
+	return res, res.Validate()
+}
+
+// sidecarAppID is the ID of the one app given with --app-url, the
+// CloudEvent source of what the silo publishes; empty otherwise.
+func (f *hostFlags) sidecarAppID() string {
+	if len(f.apps) == 1 {
+		return f.apps[0].id
+	}
+	return ""
 }
 
 // check validates the flags and names the apps.
@@ -193,6 +214,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		log.Info("profiling endpoints", "url", "http://"+addr+"/debug/pprof/")
 	}
 
+	res, err := f.resources(log)
+	if err != nil {
+		return err
+	}
 	store, storeName, err := openStore(ctx, f.stateStore, f.dataDir, log)
 	if err != nil {
 		return err
@@ -214,11 +239,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	s, err := silo.New(silo.Config{ID: f.siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Claim: placement.Held(), Logger: log})
+	var blocks *blockSet
+	s, err := silo.New(silo.Config{ID: f.siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Claim: placement.Held(), Logger: log,
+		Blocks: func() ([]silo.Component, []silo.Subscription) { return blocks.Metadata() }})
 	if err != nil {
 		return err
 	}
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log})
+	blocks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.maxBodySize, log)
+	if err != nil {
+		return err
+	}
 
 	addr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
 	ln, err := net.Listen("tcp", addr)
@@ -233,6 +264,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
+	blocks.SyncNow()
 	claimHostedTypes(ctx, placement, rt, log)
 	printReady(stdout, ln.Addr().String(), f, storeName, rt)
 
@@ -245,6 +277,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	done := make(chan struct{})
 	go func() {
 		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
+		blocks.Close()
 		close(done)
 	}()
 	select {

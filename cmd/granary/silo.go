@@ -225,6 +225,10 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	slog.SetDefault(log)
+	res, err := f.resources(log)
+	if err != nil {
+		return err
+	}
 	store, storeName, err := openStore(ctx, f.stateStore, "", log)
 	if err != nil {
 		return err
@@ -276,16 +280,23 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	httpAddr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
 	fwd := forward.NewClient(log)
 	defer fwd.Close()
+	var blocks *blockSet
 	s, err := silo.New(silo.Config{ID: f.id, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log,
 		RoutingWindow: f.routingWindow,
+		Blocks:        func() ([]silo.Component, []silo.Subscription) { return blocks.Metadata() },
 		Placement: func() silo.PlacementStatus {
 			return clusterPlacementStatus(own, clientRef.Load(), incarnation)
 		}})
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log,
-		Cluster: router.New(self, own, fwd, f.routingWindow, f.peerAddrs)})
+	cluster := router.New(self, own, fwd, f.routingWindow, f.peerAddrs)
+	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster})
+	blocks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.maxBodySize, log)
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
@@ -308,6 +319,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
+	blocks.SyncNow()
 	publicHTTP := ln.Addr().String()
 	gone := make(chan string, 1)
 	client := placementclient.New(placementclient.Config{

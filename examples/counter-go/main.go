@@ -11,6 +11,11 @@
 // (start and end times, the Granary-Activation header), which the cluster
 // tests read to check that no two activations of one actor overlapped.
 //
+// Pub/sub: the method announce publishes the actor's count to the topic
+// counter-events of the pub/sub "pubsub"; the app subscribes to that topic
+// (GET /dapr/subscribe) and keeps the last 1,000 events it received, which
+// GET /events lists.
+//
 // The app caches each count for the activation that read it: Granary names
 // the activation of every call in the Granary-Activation header, so a count
 // cached under an earlier activation (the actor ran elsewhere since) is read
@@ -125,7 +130,18 @@ type counterApp struct {
 
 	mu     sync.Mutex
 	counts map[string]cachedCount // the count of each actor read or written so far
+	events []json.RawMessage      // the data of the latest events received, oldest first
 }
+
+// Pub/sub names: where announce publishes, and what the app subscribes to.
+const (
+	pubsubName  = "pubsub"
+	eventsTopic = "counter-events"
+	maxEvents   = 1000
+)
+
+// subscriptions is the answer to GET /dapr/subscribe.
+var subscriptions = []byte(`[{"pubsubname":"` + pubsubName + `","topic":"` + eventsTopic + `","route":"/events"}]`)
 
 // cachedCount is a count as the activation that read or wrote it knows it.
 type cachedCount struct {
@@ -152,6 +168,11 @@ func (a *counterApp) handler() http.Handler {
 		writeJSON(w, http.StatusOK, json.RawMessage(actorConfig))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /dapr/subscribe", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, json.RawMessage(subscriptions))
+	})
+	mux.HandleFunc("POST /events", a.receive)
+	mux.HandleFunc("GET /events", a.listEvents)
 	mux.HandleFunc("PUT /actors/Counter/{id}/method/{method}", a.method)
 	mux.HandleFunc("PUT /actors/Counter/{id}/method/{kind}/{name}", a.callback)
 	mux.HandleFunc("DELETE /actors/Counter/{id}", a.deactivate)
@@ -171,7 +192,8 @@ func (a *counterApp) handler() http.Handler {
 	})
 }
 
-// method runs one actor method: increment (optional body {"by": n}), get or reset.
+// method runs one actor method: increment (optional body {"by": n}), get,
+// reset or announce (publish the count).
 func (a *counterApp) method(w http.ResponseWriter, r *http.Request) {
 	id, method := r.PathValue("id"), r.PathValue("method")
 	act := r.Header.Get(headerActivation)
@@ -188,6 +210,10 @@ func (a *counterApp) method(w http.ResponseWriter, r *http.Request) {
 		n, err = a.load(r.Context(), id, act)
 	case "reset":
 		err = a.save(r.Context(), id, act, 0)
+	case "announce":
+		if n, err = a.load(r.Context(), id, act); err == nil {
+			err = a.publish(r.Context(), fmt.Appendf(nil, `{"id":%q,"count":%d}`, id, n))
+		}
 	default:
 		err = &httpError{http.StatusNotFound, fmt.Sprintf("Counter has no method %q", method)}
 	}
@@ -300,6 +326,52 @@ func (a *counterApp) save(ctx context.Context, id, act string, n int64) error {
 	return nil
 }
 
+// publish sends an event to the events topic; it returns once the sidecar
+// has stored it (204).
+func (a *counterApp) publish(ctx context.Context, data []byte) error {
+	status, body, err := a.sidecar(ctx, http.MethodPost, "/v1.0/publish/"+pubsubName+"/"+eventsTopic, data)
+	if err != nil {
+		return fmt.Errorf("publishing: %w", err)
+	}
+	if status != http.StatusNoContent {
+		return fmt.Errorf("publishing: sidecar answered %d: %s", status, body)
+	}
+	return nil
+}
+
+// receive takes one CloudEvent of the events topic and keeps its data.
+func (a *counterApp) receive(w http.ResponseWriter, r *http.Request) {
+	var ev struct {
+		ID   string          `json:"id"`
+		Data json.RawMessage `json:"data"`
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		err = json.Unmarshal(body, &ev)
+	}
+	if err != nil {
+		// Not an event this app can read: retrying will not help.
+		a.log.Warn("dropping an event that is not a CloudEvent", "err", err)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "DROP"})
+		return
+	}
+	a.mu.Lock()
+	a.events = append(a.events, ev.Data)
+	if len(a.events) > maxEvents {
+		a.events = a.events[len(a.events)-maxEvents:]
+	}
+	a.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"status": "SUCCESS"})
+}
+
+// listEvents answers the data of the events received, oldest first.
+func (a *counterApp) listEvents(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	list := append([]json.RawMessage{}, a.events...)
+	a.mu.Unlock()
+	writeJSON(w, http.StatusOK, list)
+}
+
 // sidecar makes one call to the sidecar and returns its status and body.
 func (a *counterApp) sidecar(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, a.cfg.sidecarURL+path, bytes.NewReader(body))
@@ -349,7 +421,7 @@ func (a *counterApp) fail(w http.ResponseWriter, err error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, _ := json.Marshal(v) // only maps of strings and ints, and valid raw JSON
+	body, _ := json.Marshal(v) // only maps of strings and ints, and valid raw JSON (alone or in a list)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -25,6 +25,7 @@ type fakeSidecar struct {
 	reads     int
 	txs       []string
 	failSaves bool
+	published []string // bodies published to pubsub/counter-events
 }
 
 func newFakeSidecar(t testing.TB) (*fakeSidecar, *httptest.Server) {
@@ -62,6 +63,13 @@ func newFakeSidecar(t testing.TB) (*fakeSidecar, *httptest.Server) {
 			return
 		}
 		s.values[r.PathValue("id")] = string(ops[0].Request.Value)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1.0/publish/pubsub/counter-events", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.published = append(s.published, string(body))
 		w.WriteHeader(http.StatusNoContent)
 	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -433,5 +441,39 @@ func TestTraceLogsTurnsAndDeactivations(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("trace lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestAnnouncePublishesAndEventsAreKept(t *testing.T) {
+	side, srv := newFakeSidecar(t)
+	h, _ := newTestApp(config{sidecarURL: srv.URL})
+	rec := call(h, "GET", "/dapr/subscribe", "")
+	if rec.Code != 200 || rec.Body.String() != `[{"pubsubname":"pubsub","topic":"counter-events","route":"/events"}]` {
+		t.Fatalf("subscribe: %d %s", rec.Code, rec.Body)
+	}
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/increment", `{"by":3}`), 3)
+	wantCount(t, call(h, "PUT", "/actors/Counter/a/method/announce", ""), 3)
+	side.mu.Lock()
+	published := append([]string(nil), side.published...)
+	side.mu.Unlock()
+	if len(published) != 1 || published[0] != `{"id":"a","count":3}` {
+		t.Fatalf("published %q", published)
+	}
+
+	for i := range maxEvents + 2 {
+		ev := fmt.Sprintf(`{"id":"e%d","specversion":"1.0","type":"com.dapr.event.sent","data":{"n":%d}}`, i, i)
+		if rec := call(h, "POST", "/events", ev, "Content-Type", "application/cloudevents+json"); rec.Code != 200 || rec.Body.String() != `{"status":"SUCCESS"}` {
+			t.Fatalf("event %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if rec := call(h, "POST", "/events", "not json"); rec.Code != 200 || rec.Body.String() != `{"status":"DROP"}` {
+		t.Fatalf("garbage event: %d %s", rec.Code, rec.Body)
+	}
+	var list []map[string]int
+	if err := json.Unmarshal(call(h, "GET", "/events", "").Body.Bytes(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != maxEvents || list[0]["n"] != 2 || list[maxEvents-1]["n"] != maxEvents+1 {
+		t.Fatalf("%d events kept, first %v last %v", len(list), list[0], list[len(list)-1])
 	}
 }

@@ -4,6 +4,11 @@
 // each counter's value in actor state through the sidecar's HTTP API, so a
 // count survives deactivation, restarts and moves between silos.
 //
+// Pub/sub: the method announce publishes the actor's count to the topic
+// counter-events of the pub/sub "pubsub"; the app subscribes to that topic
+// (GET /dapr/subscribe) and keeps the last 1,000 events it received, which
+// GET /events lists.
+//
 // Environment: APP_HOST (default 127.0.0.1) and APP_PORT (3000) to listen on;
 // DAPR_HTTP_PORT (3500) or GRANARY_URL (the sidecar's full base URL);
 // DAPR_API_TOKEN, sent to the sidecar; APP_API_TOKEN, required from callers.
@@ -20,6 +25,11 @@ const ACTOR_CONFIG = {
   drainOngoingCallTimeout: '30s',
   drainRebalancedActors: true,
 };
+// Pub/sub names: where announce publishes, and what the app subscribes to.
+const PUBSUB = 'pubsub';
+const EVENTS_TOPIC = 'counter-events';
+const MAX_EVENTS = 1000;
+const SUBSCRIPTIONS = [{ pubsubname: PUBSUB, topic: EVENTS_TOPIC, route: '/events' }];
 
 function fatal(message) {
   console.error(`counter-js: ${message}`);
@@ -40,6 +50,7 @@ const DAPR_TOKEN = process.env.DAPR_API_TOKEN || '';
 const APP_TOKEN = process.env.APP_API_TOKEN || '';
 
 const counts = new Map(); // the count of each actor read or written so far
+const events = []; // the data of the latest events received, oldest first
 
 // An error with the status it answers with; other errors answer 500.
 class HTTPError extends Error {
@@ -137,6 +148,43 @@ async function increment(id, by) {
   return n;
 }
 
+// Sends an event to the events topic; resolves once the sidecar has stored it (204).
+async function publish(data) {
+  let res;
+  try {
+    res = await sidecar('POST', `/v1.0/publish/${PUBSUB}/${EVENTS_TOPIC}`, data);
+  } catch (err) {
+    throw new Error(`publishing: ${err.message}`);
+  }
+  if (res.status !== 204) throw new Error(`publishing: sidecar answered ${res.status}: ${res.body}`);
+}
+
+// Keeps the data of one CloudEvent of the events topic; returns the answer
+// the sidecar expects: SUCCESS, or DROP for a body that is not one (retrying
+// would not help). A null body means it was too large.
+function receive(body) {
+  let event;
+  try {
+    if (body === null) throw new Error('body larger than 1 MiB');
+    event = JSON.parse(body.toString(), finiteNumbers);
+    if (event === null || typeof event !== 'object' || Array.isArray(event)) throw new Error('not a JSON object');
+    if (event.id != null && typeof event.id !== 'string') throw new Error('"id" is not a string');
+  } catch (err) {
+    console.warn(`dropping an event that is not a CloudEvent: ${err.message}`);
+    return { status: 'DROP' };
+  }
+  events.push(event.data ?? null);
+  if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
+  return { status: 'SUCCESS' };
+}
+
+// A JSON.parse reviver refusing numbers too large for a double (which would
+// be written back as null).
+function finiteNumbers(key, value) {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new Error('a number is too large');
+  return value;
+}
+
 // The JSON object body; empty or null means {}. A null body means it was too large.
 function readObject(body) {
   if (body === null) throw new HTTPError(413, 'body larger than 1 MiB');
@@ -152,8 +200,9 @@ function readObject(body) {
   return value;
 }
 
-// Runs increment (optional body {"by": n}), get or reset, or a reminder
-// (remind/{name}) or timer (timer/{name}) callback; resolves to the count.
+// Runs increment (optional body {"by": n}), get, reset or announce (publish
+// the count), or a reminder (remind/{name}) or timer (timer/{name}) callback;
+// resolves to the count.
 async function runMethod(id, call, body) {
   const [name, arg] = call;
   if (call.length === 1 && name === 'increment') return increment(id, readObject(body).by);
@@ -161,6 +210,11 @@ async function runMethod(id, call, body) {
   if (call.length === 1 && name === 'reset') {
     await save(id, 0);
     return 0;
+  }
+  if (call.length === 1 && name === 'announce') {
+    const n = await load(id);
+    await publish(JSON.stringify({ id, count: n }));
+    return n;
   }
   if (call.length === 2 && (name === 'remind' || name === 'timer')) {
     const data = JSON.stringify(readObject(body).data ?? null);
@@ -191,6 +245,9 @@ async function route(req, body) {
   const [p0, p1, id, p3, ...call] = parts;
   if (method === 'GET' && parts.length === 2 && p0 === 'dapr' && p1 === 'config') return [200, ACTOR_CONFIG];
   if (method === 'GET' && parts.length === 1 && p0 === 'healthz') return [200];
+  if (method === 'GET' && parts.length === 2 && p0 === 'dapr' && p1 === 'subscribe') return [200, SUBSCRIPTIONS];
+  if (method === 'POST' && parts.length === 1 && p0 === 'events') return [200, receive(body)];
+  if (method === 'GET' && parts.length === 1 && p0 === 'events') return [200, events];
   if (p0 === 'actors' && p1 === 'Counter' && id) {
     if (method === 'DELETE' && parts.length === 3) {
       counts.delete(id); // deactivation: the state stays in the store

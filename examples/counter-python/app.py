@@ -4,6 +4,11 @@ It hosts the actor type Counter over the actor callback protocol and keeps each
 counter's value in actor state through the sidecar's HTTP API, so a count
 survives deactivation, restarts and moves between silos.
 
+Pub/sub: the method announce publishes the actor's count to the topic
+counter-events of the pub/sub "pubsub"; the app subscribes to that topic
+(GET /dapr/subscribe) and keeps the last 1,000 events it received, which
+GET /events lists.
+
 Environment: APP_HOST (default 127.0.0.1) and APP_PORT (3000) to listen on;
 DAPR_HTTP_PORT (3500) or GRANARY_URL (the sidecar's full base URL);
 DAPR_API_TOKEN, sent to the sidecar; APP_API_TOKEN, required from callers.
@@ -11,6 +16,7 @@ DAPR_API_TOKEN, sent to the sidecar; APP_API_TOKEN, required from callers.
 
 import hmac
 import json
+import math
 import os
 import re
 import signal
@@ -19,6 +25,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 1 << 20  # bytes accepted in a request or a sidecar answer
@@ -27,6 +34,9 @@ MAX_BODY = 1 << 20  # bytes accepted in a request or a sidecar answer
 MAX_SAFE_INT = 2**53 - 1
 ACTOR_CONFIG = {"entities": ["Counter"], "actorIdleTimeout": "1h",
                 "drainOngoingCallTimeout": "30s", "drainRebalancedActors": True}
+# Pub/sub names: where announce publishes, and what the app subscribes to.
+PUBSUB, EVENTS_TOPIC, MAX_EVENTS = "pubsub", "counter-events", 1000
+SUBSCRIPTIONS = [{"pubsubname": PUBSUB, "topic": EVENTS_TOPIC, "route": "/events"}]
 
 
 def port_from_env(name, default):
@@ -49,6 +59,8 @@ APP_TOKEN = os.environ.get("APP_API_TOKEN", "")
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 counts = {}  # the count of each actor read or written so far
 counts_lock = threading.Lock()
+events = deque(maxlen=MAX_EVENTS)  # the data of the latest events received, oldest first
+events_lock = threading.Lock()
 
 
 class HTTPError(Exception):
@@ -138,6 +150,37 @@ def increment(actor_id, by=None):
     return n
 
 
+def publish(data):
+    """Sends an event to the events topic; returns once the sidecar has stored it (204)."""
+    try:
+        status, body = sidecar("POST", f"/v1.0/publish/{PUBSUB}/{EVENTS_TOPIC}", data)
+    except OSError as err:
+        raise RuntimeError(f"publishing: {err}") from err
+    if status != 204:
+        raise RuntimeError(f"publishing: sidecar answered {status}: {body.decode(errors='replace')}")
+
+
+def receive(body):
+    """Keeps the data of one CloudEvent of the events topic; returns the
+    answer the sidecar expects: SUCCESS, or DROP for a body that is not one
+    (retrying would not help). A None body was larger than MAX_BODY."""
+    try:
+        if body is None:
+            raise ValueError("body larger than 1 MiB")
+        event = json.loads(body.decode("utf-8", errors="replace"),
+                           parse_constant=reject, parse_float=finite_float)
+        if not isinstance(event, dict):
+            raise ValueError("not a JSON object")
+        if not isinstance(event.get("id"), (str, type(None))):
+            raise ValueError('"id" is not a string')
+    except (ValueError, RecursionError) as err:
+        print(f"dropping an event that is not a CloudEvent: {err}", file=sys.stderr, flush=True)
+        return {"status": "DROP"}
+    with events_lock:
+        events.append(event.get("data"))  # the oldest falls off past MAX_EVENTS
+    return {"status": "SUCCESS"}
+
+
 def dumps(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -160,6 +203,13 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, ACTOR_CONFIG
             case "GET", ["healthz"]:
                 return 200, None
+            case "GET", ["dapr", "subscribe"]:
+                return 200, SUBSCRIPTIONS
+            case "POST", ["events"]:
+                return 200, receive(self.body)
+            case "GET", ["events"]:
+                with events_lock:
+                    return 200, list(events)
             case "DELETE", ["actors", "Counter", actor_id] if actor_id:
                 with counts_lock:  # deactivation: the state stays in the store
                     counts.pop(actor_id, None)
@@ -170,8 +220,9 @@ class Handler(BaseHTTPRequestHandler):
         raise HTTPError(404, f"no route for {self.command} /{'/'.join(parts)}")
 
     def method(self, actor_id, call):
-        """Runs increment (optional body {"by": n}), get or reset, or a
-        reminder (remind/{name}) or timer (timer/{name}) callback; returns the count."""
+        """Runs increment (optional body {"by": n}), get, reset or announce
+        (publish the count), or a reminder (remind/{name}) or timer
+        (timer/{name}) callback; returns the count."""
         match call:
             case ["increment"]:
                 return increment(actor_id, self.read_object().get("by"))
@@ -180,6 +231,10 @@ class Handler(BaseHTTPRequestHandler):
             case ["reset"]:
                 save(actor_id, 0)
                 return 0
+            case ["announce"]:
+                n = load(actor_id)
+                publish(dumps({"id": actor_id, "count": n}))
+                return n
             case ["remind" | "timer" as kind, name]:
                 data = dumps(self.read_object().get("data")).decode()
                 what = "reminder" if kind == "remind" else "timer"
@@ -274,6 +329,15 @@ class Handler(BaseHTTPRequestHandler):
 
 def reject(constant):
     raise ValueError(f"{constant} is not JSON")
+
+
+def finite_float(text):
+    """A JSON number as a float, refusing one too large for a float (which
+    would be written back as Infinity, not JSON)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large")
+    return value
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ var rules = []rule{
 	{"statestore/...", []string{"actor/...", "gateway/...", "silo/..."}, "state stores know nothing about actors or hosting"},
 	{"reminders/schedule/...", []string{"..."}, "schedule parsing is self-contained"},
 	{"gateway/...", []string{"statestore/boltstore/...", "statestore/redisstore/...", "statestore/memstore/..."}, "the gateway sees the store interface only, never an implementation"},
+	{"blocks/...", []string{"gateway/...", "cmd/...", "statestore/boltstore/...", "statestore/redisstore/...", "statestore/memstore/..."}, "the building blocks reach the cluster through the blocks.Actors and blocks.Apps interfaces, and the store through its interface"},
 	{"chaos/check/...", []string{"actor/...", "gateway/...", "silo/...", "placement/...", "reminders/...", "statestore/...", "cmd/..."}, "the chaos checkers do not trust the system under test: they read histories only"},
 	{"chaos/history/...", []string{"actor/...", "gateway/...", "silo/...", "placement/...", "reminders/...", "statestore/...", "cmd/..."}, "histories are plain records, shared by the suite and its checkers"},
 }
@@ -228,6 +229,7 @@ func TestCheckFindsViolations(t *testing.T) {
 		"reminders/schedule/sub": {"reminders/schedule"},
 		"chaos/history":          nil,
 		"chaos/check":            {"chaos/history"},
+		"blocks/state":           {"blocks", "actor", "statestore"},
 	}
 	if vs, unmatched := check(rules, clean); len(vs) != 0 || len(unmatched) != 0 {
 		t.Fatalf("clean graph: violations %v, unmatched rules %v", vs, unmatched)
@@ -237,6 +239,7 @@ func TestCheckFindsViolations(t *testing.T) {
 		pkg, dep string
 	}{
 		{"actor", "gateway"},
+		{"blocks/state", "gateway"},
 		{"actor", "silo"},
 		{"actor/callback", "silo"},
 		{"actor", "placement"},

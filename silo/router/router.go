@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -93,3 +94,30 @@ func (r *Router) Forward(ctx context.Context, addr string, version uint64, id ac
 
 // RoutingWindow implements gateway.Cluster.
 func (r *Router) RoutingWindow() time.Duration { return r.window }
+
+// AppSilos implements invoke.Peers: the internal addresses of the other
+// silos whose apps include appID, in the table's order.
+func (r *Router) AppSilos(appID string) []string {
+	t := r.own.Table()
+	if t == nil {
+		return nil
+	}
+	var addrs []string
+	for _, m := range t.Members {
+		if m.ID == r.self.ID || !slices.Contains(m.AppIDs, appID) {
+			continue
+		}
+		addr := m.InternalAddr
+		if a, ok := r.peers[m.ID]; ok {
+			addr = a
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs
+}
+
+// ForwardApp implements invoke.Peers: it sends a service invocation to the
+// silo at addr.
+func (r *Router) ForwardApp(ctx context.Context, addr string, req *fasthttp.Request) (*silopb.ForwardReply, error) {
+	return r.fwd.Forward(ctx, addr, r.TableVersion(), "app", "invoke", req)
+}

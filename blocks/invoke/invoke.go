@@ -1,0 +1,297 @@
+// Package invoke is the service invocation building block: Dapr's
+// /v1.0/invoke/{appId}/method/{method} (and the dapr-app-id header form)
+// sends a request to a live instance of an app, wherever in the cluster it
+// runs, with its verb, path, query, headers and body unchanged, and returns
+// the app's response as it came. Instances are taken in turn (round-robin);
+// a call that could not be sent moves on to the next instance, and a call
+// that was sent is never sent again.
+package invoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/granaryhq/granary/blocks"
+	silopb "github.com/granaryhq/granary/proto/silo"
+	"github.com/granaryhq/granary/silo/forward"
+)
+
+const codeInvoke = "ERR_DIRECT_INVOKE"
+
+// DefaultCallTimeout bounds one call to an app.
+const DefaultCallTimeout = time.Minute
+
+// LocalApps are the apps registered with this silo.
+type LocalApps interface {
+	// AppURL returns the base URL of app appID and whether it is healthy;
+	// ok is false when no such app is registered here.
+	AppURL(appID string) (base string, healthy, ok bool)
+}
+
+// Peers are the other silos of a cluster.
+type Peers interface {
+	// AppSilos lists the internal addresses of the other silos that have
+	// an instance of appID, by placement's latest table.
+	AppSilos(appID string) []string
+	// ForwardApp sends req to the silo at addr; an error wrapping
+	// forward.ErrUnreachable means it never left.
+	ForwardApp(ctx context.Context, addr string, req *fasthttp.Request) (*silopb.ForwardReply, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	Local LocalApps
+	// Peers, nil on a single silo.
+	Peers Peers
+	// CallTimeout bounds one call (default DefaultCallTimeout).
+	CallTimeout time.Duration
+	// MaxResponseSize bounds an app's response body (default 16 MiB).
+	MaxResponseSize int
+	Logger          *slog.Logger
+}
+
+// Service routes calls to apps. It implements blocks.Apps.
+type Service struct {
+	cfg  Config
+	next atomic.Uint64 // round-robin position
+
+	mu      sync.Mutex
+	clients map[string]*fasthttp.HostClient // by base URL
+}
+
+var _ blocks.Apps = (*Service)(nil)
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.MaxResponseSize <= 0 {
+		cfg.MaxResponseSize = forward.MaxBodySize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg, clients: map[string]*fasthttp.HostClient{}}
+}
+
+// HeaderAppID names the target app of a call made to any path.
+const HeaderAppID = "dapr-app-id"
+
+// headers a call does not take to the app: the caller's credentials for
+// this API, and the silo-internal marks.
+var dropped = []string{"dapr-api-token", HeaderAppID, forward.HeaderForwarded}
+
+// Serve answers a call for appID; path is the path the app is to see,
+// still percent-encoded as it came, starting with "/". A call forwarded
+// from another silo is served by an instance here or not at all.
+func (s *Service) Serve(ctx *fasthttp.RequestCtx, appID string, path []byte, forwarded bool) error {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	ctx.Request.Header.CopyTo(&req.Header)
+	for _, h := range dropped {
+		req.Header.Del(h)
+	}
+	uri := path
+	if q := ctx.URI().QueryString(); len(q) > 0 {
+		uri = append(append(append([]byte(nil), path...), '?'), q...)
+	}
+	req.Header.SetRequestURIBytes(uri)
+	req.SetBodyRaw(ctx.PostBody())
+	// Not the request's context: fasthttp's ends with the server, and one
+	// derived from it costs a goroutine per call.
+	if forwarded {
+		return s.callLocal(context.Background(), appID, req, &ctx.Response)
+	}
+	return s.CallApp(context.Background(), appID, req, &ctx.Response)
+}
+
+// instance is one place an app runs: here (addr empty) or at another silo.
+type instance struct {
+	addr string
+	base string
+}
+
+func (s *Service) instances(appID string) []instance {
+	var list []instance
+	// Health probes are not consulted: an app need not serve /healthz to
+	// be called, and one that is down refuses the connection, which moves
+	// the call to the next instance.
+	if base, _, ok := s.cfg.Local.AppURL(appID); ok {
+		list = append(list, instance{base: base})
+	}
+	if s.cfg.Peers != nil {
+		for _, addr := range s.cfg.Peers.AppSilos(appID) {
+			list = append(list, instance{addr: addr})
+		}
+	}
+	return list
+}
+
+// CallApp implements blocks.Apps.
+func (s *Service) CallApp(ctx context.Context, appID string, req *fasthttp.Request, resp *fasthttp.Response) error {
+	list := s.instances(appID)
+	if len(list) == 0 {
+		return blocks.Errorf(http.StatusInternalServerError, codeInvoke,
+			"failed to invoke, id: %s: no live instance of app %q is known", appID, appID)
+	}
+	start := int(s.next.Add(1) % uint64(len(list)))
+	var errs []string
+	for i := range list {
+		in := list[(start+i)%len(list)]
+		var err error
+		var sent bool
+		if in.addr == "" {
+			sent, err = s.send(ctx, in.base, req, resp)
+		} else {
+			sent, err = s.forward(ctx, in.addr, appID, req, resp)
+		}
+		if err == nil {
+			return nil
+		}
+		if sent {
+			return blocks.Errorf(http.StatusInternalServerError, codeInvoke, "failed to invoke, id: %s: %v", appID, err)
+		}
+		errs = append(errs, err.Error())
+		s.cfg.Logger.Debug("invoke: instance unreachable; trying the next", "app", appID, "err", err)
+	}
+	return blocks.Errorf(http.StatusInternalServerError, codeInvoke,
+		"failed to invoke, id: %s: no instance could be reached: %s", appID, strings.Join(errs, "; "))
+}
+
+// callLocal calls the instance of appID on this silo only.
+func (s *Service) callLocal(ctx context.Context, appID string, req *fasthttp.Request, resp *fasthttp.Response) error {
+	base, _, ok := s.cfg.Local.AppURL(appID)
+	if !ok {
+		return blocks.Errorf(http.StatusInternalServerError, codeInvoke,
+			"failed to invoke, id: %s: app %q is not registered with this silo", appID, appID)
+	}
+	if _, err := s.send(ctx, base, req, resp); err != nil {
+		return blocks.Errorf(http.StatusInternalServerError, codeInvoke, "failed to invoke, id: %s: %v", appID, err)
+	}
+	return nil
+}
+
+// send calls the app at base; sent reports whether the request may have
+// reached it.
+func (s *Service) send(ctx context.Context, base string, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
+	hc, path, err := s.client(base)
+	if err != nil {
+		return false, err
+	}
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	req.CopyTo(out)
+	if path != "" {
+		out.Header.SetRequestURI(path + string(req.Header.RequestURI()))
+	}
+	out.Header.SetHost(hc.Addr)
+	timeout := s.cfg.CallTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	err = hc.DoTimeout(out, resp, timeout)
+	switch {
+	case err == nil:
+		return true, nil
+	case notSent(err):
+		return false, err
+	case errors.Is(err, fasthttp.ErrTimeout):
+		return true, fmt.Errorf("the app did not answer within %v", timeout)
+	}
+	return true, err
+}
+
+// notSent reports whether a client error happened before the request could
+// have reached the app.
+func notSent(err error) bool {
+	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func (s *Service) forward(ctx context.Context, addr, appID string, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	req.CopyTo(out)
+	out.Header.SetRequestURI("/v1.0/invoke/" + url.PathEscape(appID) + "/method" + string(req.Header.RequestURI()))
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	reply, err := s.cfg.Peers.ForwardApp(rctx, addr, out)
+	switch {
+	case err == nil:
+	case errors.Is(err, forward.ErrUnreachable):
+		return false, err
+	default:
+		return true, err
+	}
+	resp.Reset()
+	resp.SetStatusCode(int(reply.GetStatus()))
+	for _, h := range reply.GetHeaders() {
+		resp.Header.AddBytesV(h.GetName(), h.GetValue())
+	}
+	resp.SetBodyRaw(reply.GetBody())
+	return true, nil
+}
+
+// client returns the pooled client of the app at base and the path prefix
+// of its base URL.
+func (s *Service) client(base string) (*fasthttp.HostClient, string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, "", fmt.Errorf("app URL %q: %w", base, err)
+	}
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hc := s.clients[base]
+	if hc == nil {
+		hc = &fasthttp.HostClient{
+			Addr:     u.Host,
+			Name:     "granary",
+			MaxConns: 1024,
+			// Below the 5 s after which Node.js closes an idle
+			// connection: a request written to a connection the app
+			// has just closed would fail, and is never sent again.
+			MaxIdleConnDuration:           4 * time.Second,
+			MaxResponseBodySize:           s.cfg.MaxResponseSize,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+			NoDefaultUserAgentHeader:      true,
+			DialDualStack:                 true,
+			// A request that was sent may have been acted on: never
+			// send it again.
+			MaxIdemponentCallAttempts: 1,
+			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		}
+		s.clients[base] = hc
+	}
+	return hc, path, nil
+}
+
+// Forget drops the clients of apps no longer registered here; known lists
+// the base URLs still in use.
+func (s *Service) Forget(known []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for base, hc := range s.clients {
+		if !slices.Contains(known, base) {
+			hc.CloseIdleConnections()
+			delete(s.clients, base)
+		}
+	}
+}
