@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -54,6 +55,16 @@ const SystemTypePrefix = actor.SystemTypePrefix
 
 // IsSystemType reports whether actorType is a system actor type.
 func IsSystemType(actorType string) bool { return actor.IsSystemType(actorType) }
+
+// SystemTypeConfig is the actor type configuration of the blocks'
+// partition actors. Their turns are short store writes, so a drain, or a
+// shard handed over after its silo died, waits for them 5 s rather than
+// the 30 s an app's actors get; an idle partition keeps nothing worth
+// holding in memory for long.
+func SystemTypeConfig() actor.TypeConfig {
+	return actor.TypeConfig{IdleTimeout: 10 * time.Minute, DrainTimeout: 5 * time.Second, DrainRebalanced: true,
+		MaxStackDepth: actor.DefaultMaxStackDepth}
+}
 
 // Actors runs a method of an actor wherever the actor lives: on this silo,
 // or forwarded to its owner.

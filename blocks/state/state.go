@@ -81,10 +81,8 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{name: cfg.Name, typ: TypeName(cfg.Name), store: cfg.Store, actors: cfg.Actors, log: cfg.Logger}
-	// A partition keeps nothing in memory, so an idle one costs nothing
-	// to drop and little to bring back.
 	err := cfg.Runtime.RegisterNative(s.typ, func(self *actor.Self) actor.NativeActor { return &partition{self: self} },
-		actor.TypeConfig{IdleTimeout: 5 * time.Minute})
+		blocks.SystemTypeConfig())
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: %w", cfg.Name, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/blocks"
 	"github.com/granaryhq/granary/blocks/components"
 	"github.com/granaryhq/granary/blocks/invoke"
 	"github.com/granaryhq/granary/blocks/pubsub"
@@ -72,7 +73,7 @@ func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, 
 	}
 	for _, name := range res.Names("pubsub") {
 		ps, err := pubsub.New(pubsub.Config{Name: name, Runtime: rt, Store: store, Actors: gw, Apps: b.invoke,
-			Subscriptions: decl, AppID: appID, Logger: log})
+			Subscriptions: decl, AppID: appID, TypeConfig: blocks.SystemTypeConfig(), Logger: log})
 		if err != nil {
 			b.Close()
 			return nil, err

@@ -239,14 +239,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	var blocks *blockSet
+	var bks *blockSet
 	s, err := silo.New(silo.Config{ID: f.siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Claim: placement.Held(), Logger: log,
-		Blocks: func() ([]silo.Component, []silo.Subscription) { return blocks.Metadata() }})
+		Blocks: func() ([]silo.Component, []silo.Subscription) { return bks.Metadata() }})
 	if err != nil {
 		return err
 	}
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log})
-	blocks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.maxBodySize, log)
+	bks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.maxBodySize, log)
 	if err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	blocks.SyncNow()
+	bks.SyncNow()
 	claimHostedTypes(ctx, placement, rt, log)
 	printReady(stdout, ln.Addr().String(), f, storeName, rt)
 
@@ -277,7 +277,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	done := make(chan struct{})
 	go func() {
 		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
-		blocks.Close()
+		bks.Close()
 		close(done)
 	}()
 	select {

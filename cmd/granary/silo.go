@@ -280,10 +280,10 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	httpAddr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
 	fwd := forward.NewClient(log)
 	defer fwd.Close()
-	var blocks *blockSet
+	var bks *blockSet
 	s, err := silo.New(silo.Config{ID: f.id, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log,
 		RoutingWindow: f.routingWindow,
-		Blocks:        func() ([]silo.Component, []silo.Subscription) { return blocks.Metadata() },
+		Blocks:        func() ([]silo.Component, []silo.Subscription) { return bks.Metadata() },
 		Placement: func() silo.PlacementStatus {
 			return clusterPlacementStatus(own, clientRef.Load(), incarnation)
 		}})
@@ -292,11 +292,11 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cluster := router.New(self, own, fwd, f.routingWindow, f.peerAddrs)
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster})
-	blocks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.maxBodySize, log)
+	bks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.maxBodySize, log)
 	if err != nil {
 		return err
 	}
-	defer blocks.Close()
+	defer bks.Close()
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
@@ -319,7 +319,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	blocks.SyncNow()
+	bks.SyncNow()
 	publicHTTP := ln.Addr().String()
 	gone := make(chan string, 1)
 	client := placementclient.New(placementclient.Config{
