@@ -39,6 +39,7 @@ type blockSet struct {
 	states  map[string]*state.Service
 	pubsubs map[string]*pubsub.Service
 	invoke  *invoke.Service
+	peers   invoke.Peers // nil on a single silo
 	apps    *callback.Registry
 	log     *slog.Logger
 
@@ -51,7 +52,7 @@ type blockSet struct {
 // the subscriptions of the apps up to date. peers is nil on a single silo.
 func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, apps *callback.Registry,
 	peers invoke.Peers, res components.Resources, appID string, maxBody int, log *slog.Logger) (*blockSet, error) {
-	b := &blockSet{res: res, states: map[string]*state.Service{}, pubsubs: map[string]*pubsub.Service{}, apps: apps, log: log,
+	b := &blockSet{res: res, states: map[string]*state.Service{}, pubsubs: map[string]*pubsub.Service{}, apps: apps, peers: peers, log: log,
 		stop: make(chan struct{})}
 	b.invoke = invoke.New(invoke.Config{Local: apps, Peers: peers, MaxResponseSize: maxBody, Logger: log})
 	served := gateway.Blocks{State: map[string]gateway.StateStore{}, PubSub: map[string]gateway.PubSub{}, Invoke: b.invoke}
@@ -87,7 +88,8 @@ func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, 
 }
 
 // syncLoop reads the subscriptions of the apps registered here, at once and
-// then every subscriptionSync, and forgets those of apps gone.
+// then every subscriptionSync, and forgets those of apps gone from the
+// cluster.
 func (b *blockSet) syncLoop() {
 	defer b.done.Done()
 	known := map[string]bool{}
@@ -128,7 +130,9 @@ func (b *blockSet) syncOnce(known map[string]bool) {
 		return
 	}
 	for id := range known {
-		if !current[id] {
+		// An app's subscriptions are its app ID's, shared by its instances
+		// on every silo: they go only with the last instance.
+		if !current[id] && (b.peers == nil || len(b.peers.AppSilos(id)) == 0) {
 			for _, ps := range b.pubsubs {
 				if err := ps.ForgetApp(ctx, id); err != nil {
 					b.log.Warn("forgetting the subscriptions of an unregistered app failed", "app", id, "err", err)
