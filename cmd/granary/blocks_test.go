@@ -253,6 +253,8 @@ func TestStateAPI(t *testing.T) {
 			} {
 				expect(t, c.what, d.do(c.method, c.path, c.body), c.status, c.code)
 			}
+			big := `[{"key":"big","value":"` + strings.Repeat("x", 5<<20) + `"}]`
+			expect(t, "a body over --max-body-size", d.do("POST", st, big), 413, "ERR_BODY_TOO_LARGE")
 			// Nothing acknowledged was lost to the bad requests.
 			if g := d.do("GET", st+"/fw", ""); string(g.body) != "1" {
 				t.Fatalf("fw after the bad requests: %s", g)
@@ -469,8 +471,14 @@ func TestPubSubThroughDev(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "audit.yaml"), []byte(decl), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	for name, args := range stores(t) {
+		t.Run(name, func(t *testing.T) { testPubSubThroughDev(t, dir, args) })
+	}
+}
+
+func testPubSubThroughDev(t *testing.T, dir string, args []string) {
 	app := newSubscriberApp(t, `[{"pubsubname":"pubsub","topic":"orders","routes":{"rules":[{"match":"event.data.big == true","path":"/big"}],"default":"/orders"}}]`)
-	d := startDev(t, "--app-url", "shop="+app.srv.URL, "--resources-path", dir)
+	d := startDev(t, append([]string{"--app-url", "shop=" + app.srv.URL, "--resources-path", dir}, args...)...)
 	for i := range 10 {
 		expect(t, "publish", d.do("POST", "/v1.0/publish/pubsub/orders", fmt.Sprintf(`{"n":%d,"big":%v}`, i, i%5 == 0), "Content-Type", "application/json"), 204, "")
 	}

@@ -222,3 +222,41 @@ func TestPubSubSurvivesKill(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCounterExamplesPublishAndSubscribe: each Counter example publishes
+// its count (announce) and receives what is published to counter-events.
+func TestCounterExamplesPublishAndSubscribe(t *testing.T) {
+	for _, app := range []counterApp{goCounter, pythonCounter, jsCounter} {
+		t.Run(app.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t, app)
+			c.start()
+			c.expectCount("a", "increment", `{"by": 4}`, 4)
+			c.expectCount("a", "announce", "", 4)
+			if r := c.do("POST", "/v1.0/publish/pubsub/counter-events", `{"seq":7}`); r.status != http.StatusNoContent {
+				t.Fatalf("publish: %s", r)
+			}
+			testutil.Eventually(t, 20*time.Second, "both events received by the app", func() error {
+				resp, err := c.client.Get(fmt.Sprintf("http://127.0.0.1:%d/events", c.appPort))
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				var list []map[string]any
+				if err := json.Unmarshal(body, &list); err != nil {
+					return fmt.Errorf("GET /events: %s: %v", body, err)
+				}
+				var announced, published bool
+				for _, e := range list {
+					announced = announced || (e["id"] == "a" && e["count"] == float64(4))
+					published = published || e["seq"] == float64(7)
+				}
+				if !announced || !published {
+					return fmt.Errorf("events %s", body)
+				}
+				return nil
+			})
+		})
+	}
+}
