@@ -16,7 +16,7 @@ RACE_PKGS := ./...
 # (single activation and the turn queue's bookkeeping, checked on every turn).
 INVARIANT_PKGS := ./actor/... ./reminders/... ./silo/...
 
-.PHONY: all build run test vet fmt-check unit fuzz-smoke chaos chaos-smoke bench bench-gateway bench-store bench-reminders clean proto bench-cluster
+.PHONY: all build run test vet fmt-check unit fuzz-smoke chaos chaos-smoke bench bench-gateway bench-store bench-blocks bench-reminders clean proto bench-cluster
 
 all: build
 
@@ -56,7 +56,7 @@ chaos-smoke: build
 	$(BIN)/granary chaos run --duration $(CHAOS_SMOKE_DURATION) --nemeses kill-silo,pause-silo $(if $(SEED),--seed $(SEED))
 
 ## bench: the recorded benchmarks (see BENCHMARKS.md); takes several minutes
-bench: bench-gateway bench-store bench-reminders bench-cluster
+bench: bench-gateway bench-store bench-blocks bench-reminders bench-cluster
 
 bench-gateway: build
 	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
@@ -67,6 +67,12 @@ bench-store: build
 	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
 	$(GO) build -o $(BIN)/storebench ./bench/cmd/storebench
 	$(BIN)/storebench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
+
+## bench-blocks: the building blocks through the gateway — state get/save (bbolt and Redis) against the actor invocation rate, service invocation vs direct, pub/sub throughput and delivery latency (about 4 minutes; needs Redis)
+bench-blocks: build
+	$(GO) build -o $(BIN)/echoapp ./bench/echoapp
+	$(GO) build -o $(BIN)/blocksbench ./bench/cmd/blocksbench
+	$(BIN)/blocksbench --granary $(BIN)/granary --echoapp $(BIN)/echoapp
 
 bench-reminders: build
 	$(GO) build -o $(BIN)/reminderbench ./bench/cmd/reminderbench

@@ -179,9 +179,43 @@ func (s *Server) invokeApp(ctx *fasthttp.RequestCtx, appID string, path []byte) 
 // callCtxPool recycles the request contexts of CallActor.
 var callCtxPool sync.Pool
 
-// CallActor implements blocks.Actors: it runs a method of id as a call to
-// this gateway would, where the actor lives, and returns its body.
+// CallActor implements blocks.Actors: it runs a method of id where the actor
+// lives, as a call to this gateway would, and returns its body. A call for
+// an actor this silo runs goes straight to the runtime.
 func (s *Server) CallActor(ctx context.Context, id actor.ID, method string, body []byte) ([]byte, error) {
+	if s.cluster == nil || s.cluster.Locate(id).Here {
+		if out, done, err := s.callHere(ctx, id, method, body); done {
+			return out, err
+		}
+	}
+	return s.callRouted(ctx, id, method, body)
+}
+
+var contentTypeJSON = []byte("application/json")
+
+// callHere runs the call on this silo's runtime, as routeActor's local
+// branch would; done is false when this silo turned out not to own the
+// actor, and the call must be routed.
+func (s *Server) callHere(ctx context.Context, id actor.ID, method string, body []byte) (out []byte, done bool, err error) {
+	resp, err := s.backend.Invoke(ctx, id, &actor.Request{Method: method, Body: body, ContentType: contentTypeJSON})
+	if err != nil {
+		if s.cluster != nil && errors.Is(err, actor.ErrNotOwner) {
+			return nil, false, nil
+		}
+		e := runtimeErrorOf(err, codeInvoke)
+		return nil, true, &blocks.Error{Status: e.status, Code: e.code, Message: e.message}
+	}
+	defer resp.Release()
+	if resp.Status != http.StatusOK {
+		return nil, true, &blocks.Error{Status: resp.Status, Code: codeInvoke,
+			Message: fmt.Sprintf("actor %s method %s answered %d: %s", id, method, resp.Status, truncate(resp.Body, 512))}
+	}
+	return bytes.Clone(resp.Body), true, nil
+}
+
+// callRouted runs the call as a request to this gateway would run, routed
+// to the actor's owner.
+func (s *Server) callRouted(ctx context.Context, id actor.ID, method string, body []byte) ([]byte, error) {
 	rctx, _ := callCtxPool.Get().(*fasthttp.RequestCtx)
 	if rctx == nil {
 		rctx = new(fasthttp.RequestCtx)

@@ -68,7 +68,7 @@ type Service struct {
 	next atomic.Uint64 // round-robin position
 
 	mu      sync.Mutex
-	clients map[string]*fasthttp.HostClient // by base URL
+	clients map[string]*appClient // by base URL
 }
 
 var _ blocks.Apps = (*Service)(nil)
@@ -84,7 +84,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, clients: map[string]*fasthttp.HostClient{}}
+	return &Service{cfg: cfg, clients: map[string]*appClient{}}
 }
 
 // HeaderAppID names the target app of a call made to any path.
@@ -98,18 +98,18 @@ var dropped = []string{"dapr-api-token", HeaderAppID, forward.HeaderForwarded}
 // still percent-encoded as it came, starting with "/". A call forwarded
 // from another silo is served by an instance here or not at all.
 func (s *Service) Serve(ctx *fasthttp.RequestCtx, appID string, path []byte, forwarded bool) error {
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	ctx.Request.Header.CopyTo(&req.Header)
+	// The client's request itself goes on, less the fields meant for
+	// Granary, with the app's path: no copy of its headers or body.
+	req := &ctx.Request
+	uri := make([]byte, 0, len(path)+1+len(ctx.URI().QueryString()))
+	uri = append(uri, path...) // path is part of the request's URI, which changes below
+	if q := ctx.URI().QueryString(); len(q) > 0 {
+		uri = append(append(uri, '?'), q...)
+	}
 	for _, h := range dropped {
 		req.Header.Del(h)
 	}
-	uri := path
-	if q := ctx.URI().QueryString(); len(q) > 0 {
-		uri = append(append(append([]byte(nil), path...), '?'), q...)
-	}
-	req.Header.SetRequestURIBytes(uri)
-	req.SetBodyRaw(ctx.PostBody())
+	req.SetRequestURIBytes(uri)
 	// Not the request's context: fasthttp's ends with the server, and one
 	// derived from it costs a goroutine per call.
 	if forwarded {
@@ -187,17 +187,21 @@ func (s *Service) callLocal(ctx context.Context, appID string, req *fasthttp.Req
 // send calls the app at base; sent reports whether the request may have
 // reached it.
 func (s *Service) send(ctx context.Context, base string, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
-	hc, path, err := s.client(base)
+	app, err := s.client(base)
 	if err != nil {
 		return false, err
 	}
-	out := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(out)
-	req.CopyTo(out)
-	if path != "" {
-		out.Header.SetRequestURI(path + string(req.Header.RequestURI()))
+	hc, out := app.hc, req
+	if app.path != "" {
+		// The request may go on to another instance if this one cannot
+		// be reached: it keeps its own URI.
+		out = fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(out)
+		req.CopyTo(out)
+		out.SetRequestURI(app.path + string(req.Header.RequestURI()))
 	}
 	out.Header.SetHost(hc.Addr)
+	out.URI().SetHost(hc.Addr)
 	timeout := s.cfg.CallTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
@@ -248,39 +252,50 @@ func (s *Service) forward(ctx context.Context, addr, appID string, req *fasthttp
 	return true, nil
 }
 
-// client returns the pooled client of the app at base and the path prefix
-// of its base URL.
-func (s *Service) client(base string) (*fasthttp.HostClient, string, error) {
+// appClient is the pooled client of one app and the path prefix of its base
+// URL.
+type appClient struct {
+	hc   *fasthttp.HostClient
+	path string
+}
+
+// client returns the client of the app at base.
+func (s *Service) client(base string) (*appClient, error) {
+	s.mu.Lock()
+	c := s.clients[base]
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return nil, "", fmt.Errorf("app URL %q: %w", base, err)
+		return nil, fmt.Errorf("app URL %q: %w", base, err)
 	}
-	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	c = &appClient{path: strings.TrimSuffix(u.EscapedPath(), "/"), hc: &fasthttp.HostClient{
+		Addr:     u.Host,
+		Name:     "granary",
+		MaxConns: 1024,
+		// Below the 5 s after which Node.js closes an idle
+		// connection: a request written to a connection the app
+		// has just closed would fail, and is never sent again.
+		MaxIdleConnDuration:           4 * time.Second,
+		MaxResponseBodySize:           s.cfg.MaxResponseSize,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		NoDefaultUserAgentHeader:      true,
+		DialDualStack:                 true,
+		// A request that was sent may have been acted on: never
+		// send it again.
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+	}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	hc := s.clients[base]
-	if hc == nil {
-		hc = &fasthttp.HostClient{
-			Addr:     u.Host,
-			Name:     "granary",
-			MaxConns: 1024,
-			// Below the 5 s after which Node.js closes an idle
-			// connection: a request written to a connection the app
-			// has just closed would fail, and is never sent again.
-			MaxIdleConnDuration:           4 * time.Second,
-			MaxResponseBodySize:           s.cfg.MaxResponseSize,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			NoDefaultUserAgentHeader:      true,
-			DialDualStack:                 true,
-			// A request that was sent may have been acted on: never
-			// send it again.
-			MaxIdemponentCallAttempts: 1,
-			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		}
-		s.clients[base] = hc
+	if prev := s.clients[base]; prev != nil {
+		return prev, nil
 	}
-	return hc, path, nil
+	s.clients[base] = c
+	return c, nil
 }
 
 // Forget drops the clients of apps no longer registered here; known lists
@@ -288,9 +303,9 @@ func (s *Service) client(base string) (*fasthttp.HostClient, string, error) {
 func (s *Service) Forget(known []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for base, hc := range s.clients {
+	for base, c := range s.clients {
 		if !slices.Contains(known, base) {
-			hc.CloseIdleConnections()
+			c.hc.CloseIdleConnections()
 			delete(s.clients, base)
 		}
 	}

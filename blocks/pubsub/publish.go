@@ -229,13 +229,8 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 			setDefault(ev, "datacontenttype", jsonType)
 		}
 	} else {
-		ev = map[string]any{
-			"id":          newUUID(),
-			"source":      s.cfg.AppID,
-			"type":        "com.dapr.event.sent",
-			"specversion": "1.0",
-			"time":        s.clock.Now().UTC().Format(time.RFC3339Nano),
-		}
+		// The common case, a body to wrap: the envelope is written
+		// directly, without a map in between.
 		ct := contentType
 		if ct == "" {
 			if json.Valid(body) {
@@ -244,15 +239,9 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 				ct = textType
 			}
 		}
-		ev["datacontenttype"] = ct
-		switch {
-		case isJSONType(ct) && json.Valid(body):
-			ev["data"] = json.RawMessage(bytes.Clone(body))
-		case utf8.Valid(body):
-			ev["data"] = string(body)
-		default:
-			ev["data_base64"] = base64.StdEncoding.EncodeToString(body)
-		}
+		m.ID = newUUID()
+		m.Event = s.envelope(m.ID, topic, ct, body, o)
+		return m, nil
 	}
 	ev["topic"] = topic
 	ev["pubsubname"] = s.cfg.Name
@@ -270,6 +259,71 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 	m.ID, _ = ev["id"].(string)
 	m.Event = enc
 	return m, nil
+}
+
+// envelope is the CloudEvent of a body published with content type ct, its
+// attributes in the order encoding/json gives a map's keys.
+func (s *Service) envelope(id, topic, ct string, body []byte, o publishOptions) []byte {
+	b := make([]byte, 0, len(body)+256+len(o.traceparent)*2+len(o.tracestate))
+	b = append(b, '{')
+	switch {
+	case isJSONType(ct) && json.Valid(body):
+		b = append(b, `"data":`...)
+		b = appendCompact(b, body)
+	case utf8.Valid(body):
+		b = append(b, `"data":`...)
+		b = appendJSONString(b, string(body))
+	default:
+		b = append(b, `"data_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, body)
+		b = append(b, '"')
+	}
+	field := func(name, v string) {
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		b = appendJSONString(b, v)
+	}
+	field("datacontenttype", ct)
+	field("id", id)
+	field("pubsubname", s.cfg.Name)
+	field("source", s.cfg.AppID)
+	field("specversion", "1.0")
+	field("time", s.clock.Now().UTC().Format(time.RFC3339Nano))
+	field("topic", topic)
+	if o.traceparent != "" {
+		field("traceid", o.traceparent)
+		field("traceparent", o.traceparent)
+		if o.tracestate != "" {
+			field("tracestate", o.tracestate)
+		}
+	}
+	field("type", "com.dapr.event.sent")
+	return append(b, '}')
+}
+
+// appendCompact appends the valid JSON value v without insignificant
+// space, as encoding/json writes a json.RawMessage.
+func appendCompact(b, v []byte) []byte {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, v); err != nil {
+		return append(b, v...)
+	}
+	return append(b, buf.Bytes()...)
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			enc, _ := json.Marshal(s) // a string always encodes
+			return append(b, enc...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func setDefault(ev map[string]any, key string, v any) {
@@ -322,7 +376,7 @@ func (s *Service) ServePublish(ctx *fasthttp.RequestCtx, topic string) error {
 	}
 	// Not the request's context: fasthttp's ends with the server, and one
 	// derived from it costs a goroutine per turn.
-	if err := s.publish(context.Background(), topic, s.partitionOf(key), []message{m}); err != nil {
+	if err := s.publishOne(context.Background(), topic, s.partitionOf(key), m); err != nil {
 		return err
 	}
 	ctx.SetStatusCode(http.StatusNoContent)

@@ -85,7 +85,8 @@ type Service struct {
 	retries   []time.Duration
 	http      *http.Client
 
-	subs *registry
+	subs    *registry
+	batches batcher
 
 	mu     sync.Mutex
 	live   map[*partition]struct{} // partitions active on this silo
