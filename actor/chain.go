@@ -2,8 +2,8 @@ package actor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+
+	"github.com/granaryhq/granary/internal/uuid"
 )
 
 // A call chain ID names one chain of nested calls: a call from outside and
@@ -31,20 +31,4 @@ func CallChain(ctx context.Context) string {
 }
 
 // newChainID returns a fresh random call chain ID.
-func newChainID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails: crypto/rand aborts the process instead
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
-}
+func newChainID() string { return uuid.New() }

@@ -3,9 +3,7 @@ package pubsub
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/granaryhq/granary/internal/uuid"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
@@ -125,25 +125,6 @@ func (s *Service) partitionOf(key string) int {
 	return int(xxhash.Sum64String(key) % uint64(s.cfg.Partitions))
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
-}
-
 // mediaType is the content type without parameters, lower-cased.
 func mediaType(ct string) string {
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
@@ -195,7 +176,7 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 		m.Expires = s.clock.Now().Add(o.ttl).UnixNano()
 	}
 	if o.raw {
-		m.ID = newUUID()
+		m.ID = uuid.New()
 		m.Raw = true
 		m.Data = append([]byte(nil), body...)
 		m.ContentType = contentType
@@ -221,7 +202,7 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 		if v, ok := ev["specversion"]; ok && v != "1.0" {
 			return m, blocks.Errorf(http.StatusBadRequest, ErrMalformedRequest, "the CloudEvent's specversion is %q; only 1.0 is supported", v)
 		}
-		setDefault(ev, "id", newUUID())
+		setDefault(ev, "id", uuid.New())
 		setDefault(ev, "source", s.cfg.AppID)
 		setDefault(ev, "type", "com.dapr.event.sent")
 		setDefault(ev, "specversion", "1.0")
@@ -239,7 +220,7 @@ func (s *Service) newMessage(topic string, body []byte, contentType string, o pu
 				ct = textType
 			}
 		}
-		m.ID = newUUID()
+		m.ID = uuid.New()
 		m.Event = s.envelope(m.ID, topic, ct, body, o)
 		return m, nil
 	}

@@ -6,12 +6,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
@@ -214,34 +212,15 @@ func preloadBody(keys []string, from, to int) string {
 // preload saves every key, in batches of up to preloadBatch, with workers
 // saves in flight. It stops at the first failure and returns it.
 func preload(ctx context.Context, client *http.Client, base string, keys []string, workers int) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for from := range next {
-				to := min(from+preloadBatch, len(keys))
-				if _, err := benchproc.Call(ctx, client, "POST", base+savePath, preloadBody(keys, from, to), http.StatusNoContent); err != nil {
-					cancel(fmt.Errorf("preloading keys %s…%s: %w", keys[from], keys[to-1], err))
-				}
-			}
-		})
-	}
-feed:
-	for from := 0; from < len(keys); from += preloadBatch {
-		select {
-		case next <- from:
-		case <-ctx.Done():
-			break feed
+	batches := (len(keys) + preloadBatch - 1) / preloadBatch
+	return benchproc.Parallel(ctx, batches, workers, func(ctx context.Context, i int) error {
+		from := i * preloadBatch
+		to := min(from+preloadBatch, len(keys))
+		if _, err := benchproc.Call(ctx, client, "POST", base+savePath, preloadBody(keys, from, to), http.StatusNoContent); err != nil {
+			return fmt.Errorf("preloading keys %s…%s: %w", keys[from], keys[to-1], err)
 		}
-	}
-	close(next)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
+		return nil
+	})
 }
 
 // bulkItem is one entry of a bulk get's answer.

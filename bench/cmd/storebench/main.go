@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -321,38 +320,17 @@ func checkRead(ctx context.Context, client *http.Client, base string, ids []stri
 // active actor) by calling a method on it, and writes its state key so that
 // the read load finds it. It stops at the first failure and returns it.
 func prime(ctx context.Context, client *http.Client, base string, ids []string, workers int) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Go(func() {
-			for i := range next {
-				id := ids[i]
-				_, err := benchproc.Call(ctx, client, "POST", base+fill(invokePath, id, i), "", http.StatusOK)
-				if err == nil {
-					_, err = benchproc.Call(ctx, client, "POST", base+fill(txnPath, id, i), fill(txnTemplate, id, i), http.StatusNoContent)
-				}
-				if err != nil {
-					cancel(fmt.Errorf("preparing actor %s: %w", id, err))
-				}
-			}
-		})
-	}
-feed:
-	for i := range ids {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+	return benchproc.Parallel(ctx, len(ids), workers, func(ctx context.Context, i int) error {
+		id := ids[i]
+		_, err := benchproc.Call(ctx, client, "POST", base+fill(invokePath, id, i), "", http.StatusOK)
+		if err == nil {
+			_, err = benchproc.Call(ctx, client, "POST", base+fill(txnPath, id, i), fill(txnTemplate, id, i), http.StatusNoContent)
 		}
-	}
-	close(next)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
+		if err != nil {
+			return fmt.Errorf("preparing actor %s: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // probeTries bounds the requests errorDetail sends.
