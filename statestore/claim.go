@@ -314,8 +314,18 @@ func transactAll(ctx context.Context, s Store, txns []Txn) []error {
 			}
 		})
 	}
+feed:
 	for i := range txns {
-		next <- i
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			// The rest are not sent: a caller that gave up (a silo
+			// shutting down) is not kept waiting for them.
+			for j := i; j < len(txns); j++ {
+				errs[j] = ctx.Err()
+			}
+			break feed
+		}
 	}
 	close(next)
 	wg.Wait()

@@ -94,6 +94,9 @@ type Service struct {
 
 	stopRefresh chan struct{}
 	refreshDone chan struct{}
+	// stopped ends at Close: a scan in flight then gives up at once.
+	stopped    context.Context
+	endStopped context.CancelFunc
 }
 
 // TypePrefix starts the actor type of a pub/sub component's partitions.
@@ -161,12 +164,15 @@ func New(cfg Config) (*Service, error) {
 		stopRefresh: make(chan struct{}),
 		refreshDone: make(chan struct{}),
 	}
+	s.stopped, s.endStopped = context.WithCancel(context.Background())
 	reg, err := newRegistry(s, cfg.Subscriptions)
 	if err != nil {
+		s.endStopped()
 		return nil, err
 	}
 	s.subs = reg
 	if err := cfg.Runtime.RegisterNative(s.actorType, s.newPartition, cfg.TypeConfig); err != nil {
+		s.endStopped()
 		return nil, fmt.Errorf("pubsub: registering actor type %s: %w", s.actorType, err)
 	}
 	go s.refreshLoop()
@@ -192,6 +198,7 @@ func (s *Service) Close() {
 	}
 	s.mu.Unlock()
 	close(s.stopRefresh)
+	s.endStopped()
 	<-s.refreshDone
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -234,8 +241,8 @@ func (s *Service) untrack(p *partition) {
 func (s *Service) refreshLoop() {
 	defer close(s.refreshDone)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.subs.reload(ctx); err != nil {
+		ctx, cancel := context.WithTimeout(s.stopped, 10*time.Second)
+		if err := s.subs.reload(ctx); err != nil && s.stopped.Err() == nil {
 			s.log.Warn("pubsub: scanning subscriptions failed", "err", err)
 		}
 		cancel()

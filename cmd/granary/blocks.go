@@ -43,8 +43,10 @@ type blockSet struct {
 	apps    *callback.Registry
 	log     *slog.Logger
 
-	stop chan struct{}
-	done sync.WaitGroup
+	stop   chan struct{}
+	ctx    context.Context // ends at Close, so that a read of an app or the store in flight does not hold it up
+	cancel context.CancelFunc
+	done   sync.WaitGroup
 }
 
 // startBlocks hosts the state stores and pub/subs the resources declare
@@ -54,6 +56,7 @@ func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, 
 	peers invoke.Peers, res components.Resources, appID string, maxBody int, log *slog.Logger) (*blockSet, error) {
 	b := &blockSet{res: res, states: map[string]*state.Service{}, pubsubs: map[string]*pubsub.Service{}, apps: apps, peers: peers, log: log,
 		stop: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.invoke = invoke.New(invoke.Config{Local: apps, Peers: peers, MaxResponseSize: maxBody, Logger: log})
 	served := gateway.Blocks{State: map[string]gateway.StateStore{}, PubSub: map[string]gateway.PubSub{}, Invoke: b.invoke}
 	for _, name := range res.Names("state") {
@@ -110,7 +113,7 @@ func (b *blockSet) syncLoop() {
 func (b *blockSet) SyncNow() { b.syncOnce(nil) }
 
 func (b *blockSet) syncOnce(known map[string]bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), subscriptionSync)
+	ctx, cancel := context.WithTimeout(b.ctx, subscriptionSync)
 	defer cancel()
 	current := map[string]bool{}
 	var urls []string
@@ -196,6 +199,7 @@ func (b *blockSet) Close() {
 	default:
 		close(b.stop)
 	}
+	b.cancel()
 	b.done.Wait()
 	for _, ps := range b.pubsubs {
 		ps.Close()

@@ -343,11 +343,16 @@ func devPlacement(ctx context.Context, store statestore.Store, f *devFlags, log 
 // claimHostedTypes claims the shards of the types the apps registered, so a
 // refusal (another silo holds them) shows now: the placement logs it at
 // error level, naming the holder, and their actors answer ERR_ACTOR_NO_ADDRESS.
-// Types registered later are claimed on first use.
+// Types registered later, and the system types of the building blocks, are
+// claimed on first use.
 func claimHostedTypes(ctx context.Context, p *actor.SingleSilo, rt *actor.Runtime, log *slog.Logger) {
 	var types []string
 	for _, st := range rt.Stats() {
-		types = append(types, st.Type)
+		// The building blocks' partitions are claimed as they are used:
+		// most stores and topics use few of their shards.
+		if !actor.IsSystemType(st.Type) {
+			types = append(types, st.Type)
+		}
 	}
 	if len(types) == 0 {
 		return
