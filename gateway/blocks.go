@@ -168,7 +168,7 @@ func (s *Server) invokeApp(ctx *fasthttp.RequestCtx, appID string, path []byte) 
 	if inv == nil {
 		return newError(http.StatusInternalServerError, "ERR_DIRECT_INVOKE", "service invocation is not served by this silo")
 	}
-	_, public := ctx.Conn().(*conn)
+	public := isPublic(ctx)
 	forwarded := !public && len(ctx.Request.Header.Peek(forward.HeaderForwarded)) > 0
 	if err := inv.Serve(ctx, appID, path, forwarded); err != nil {
 		return blockError(err, "ERR_DIRECT_INVOKE")
@@ -176,8 +176,59 @@ func (s *Server) invokeApp(ctx *fasthttp.RequestCtx, appID string, path []byte) 
 	return nil
 }
 
-// callCtxPool recycles the request contexts of CallActor.
+// callCtxPool recycles the request contexts of calls made in memory
+// (CallActor, Dispatch).
 var callCtxPool sync.Pool
+
+// acquireCallCtx returns a request context with no connection: the gateway
+// treats its request as one from inside the cluster, never from the public
+// listener.
+func acquireCallCtx() *fasthttp.RequestCtx {
+	rctx, _ := callCtxPool.Get().(*fasthttp.RequestCtx)
+	if rctx == nil {
+		rctx = new(fasthttp.RequestCtx)
+	}
+	var empty fasthttp.Request
+	rctx.Init(&empty, nil, nil)
+	rctx.Response.Reset()
+	return rctx
+}
+
+func releaseCallCtx(rctx *fasthttp.RequestCtx) {
+	rctx.Request.Reset()
+	rctx.Response.Reset()
+	callCtxPool.Put(rctx)
+}
+
+// Dispatch runs req through the gateway in memory, as the public listener
+// would run it after the API token check, and fills resp with the answer.
+// The gRPC API serves its methods through it, so that both APIs share one
+// implementation. The request counts as the public's: system actor types
+// are refused as they are on the listener.
+func (s *Server) Dispatch(req *fasthttp.Request, resp *fasthttp.Response) {
+	rctx := acquireCallCtx()
+	defer releaseCallCtx(rctx)
+	req.CopyTo(&rctx.Request)
+	rctx.SetUserValue(publicCallKey, true)
+	if len(s.token) > 0 {
+		rctx.Request.Header.SetBytesV("dapr-api-token", s.token)
+	}
+	s.handle(rctx)
+	rctx.Response.CopyTo(resp)
+}
+
+// publicCallKey marks a request that Dispatch runs for a public API.
+const publicCallKey = "granary.public"
+
+// isPublic reports whether a request came from a client: on the public
+// listener, or through Dispatch. Only other silos' forwards and the blocks'
+// own calls are not.
+func isPublic(ctx *fasthttp.RequestCtx) bool {
+	if _, ok := ctx.Conn().(*conn); ok {
+		return true
+	}
+	return ctx.UserValue(publicCallKey) != nil
+}
 
 // CallActor implements blocks.Actors: it runs a method of id where the actor
 // lives, as a call to this gateway would, and returns its body. A call for
@@ -216,18 +267,8 @@ func (s *Server) callHere(ctx context.Context, id actor.ID, method string, body 
 // callRouted runs the call as a request to this gateway would run, routed
 // to the actor's owner.
 func (s *Server) callRouted(ctx context.Context, id actor.ID, method string, body []byte) ([]byte, error) {
-	rctx, _ := callCtxPool.Get().(*fasthttp.RequestCtx)
-	if rctx == nil {
-		rctx = new(fasthttp.RequestCtx)
-	}
-	var empty fasthttp.Request
-	rctx.Init(&empty, nil, nil)
-	rctx.Response.Reset()
-	defer func() {
-		rctx.Request.Reset()
-		rctx.Response.Reset()
-		callCtxPool.Put(rctx)
-	}()
+	rctx := acquireCallCtx()
+	defer releaseCallCtx(rctx)
 	rctx.Request.Header.SetMethod("POST")
 	rctx.Request.SetRequestURI("/v1.0/actors/" + url.PathEscape(id.Type) + "/" + url.PathEscape(id.ID) + "/method/" + url.PathEscape(method))
 	rctx.Request.Header.SetContentType("application/json")

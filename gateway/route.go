@@ -81,7 +81,7 @@ func (s *Server) routeActor(ctx *fasthttp.RequestCtx, id actor.ID, call actorCal
 	}
 	// Only the silo-to-silo service marks a request forwarded; the header
 	// means nothing on a connection of the public listener.
-	_, public := ctx.Conn().(*conn)
+	public := isPublic(ctx)
 	forwarded := !public && len(ctx.Request.Header.Peek(forward.HeaderForwarded)) > 0
 	deadline := time.Now().Add(c.RoutingWindow())
 	var last error
