@@ -66,7 +66,8 @@ func etagText(raw *json.RawMessage) (string, error) {
 }
 
 // op checks an item and turns it into a write; where names it in errors.
-func (it *stateItem) op(where string, code string) (writeOp, *blocks.Error) {
+// With raw, the value is a base64 JSON string of the bytes to store.
+func (it *stateItem) op(where string, code string, raw bool) (writeOp, *blocks.Error) {
 	if it.Key == nil {
 		return writeOp{}, blocks.Malformed("%s: missing \"key\"", where)
 	}
@@ -78,6 +79,11 @@ func (it *stateItem) op(where string, code string) (writeOp, *blocks.Error) {
 		return writeOp{}, e
 	}
 	op := writeOp{Key: it.Key.S, Value: it.Value}
+	if raw && len(it.Value) > 0 && string(it.Value) != "null" {
+		if err := json.Unmarshal(it.Value, &op.Value); err != nil {
+			return writeOp{}, blocks.Malformed("%s: with %s: base64, the value must be a base64 string: %v", where, HeaderValueEncoding, err)
+		}
+	}
 	etag, err := etagText(it.ETag)
 	if err != nil {
 		return writeOp{}, blocks.Errorf(http.StatusBadRequest, code, "%s: invalid etag: %v", where, err)
@@ -101,7 +107,7 @@ func (it *stateItem) op(where string, code string) (writeOp, *blocks.Error) {
 }
 
 // decodeSave reads a save body: a JSON array of items.
-func decodeSave(body []byte) ([]writeOp, *blocks.Error) {
+func decodeSave(body []byte, raw bool) ([]writeOp, *blocks.Error) {
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 || b[0] != '[' {
 		return nil, blocks.Malformed("the body of a state save must be a JSON array of {\"key\", \"value\"} items")
@@ -112,7 +118,7 @@ func decodeSave(body []byte) ([]writeOp, *blocks.Error) {
 	}
 	ops := make([]writeOp, 0, len(items))
 	for i := range items {
-		op, e := items[i].op(fmt.Sprintf("item %d", i), codeSave)
+		op, e := items[i].op(fmt.Sprintf("item %d", i), codeSave, raw)
 		if e != nil {
 			return nil, e
 		}
@@ -152,7 +158,7 @@ func decodeBulkGet(body []byte) ([]string, *blocks.Error) {
 
 // decodeTransaction reads a transaction body:
 // {"operations": [{"operation": "upsert"|"delete", "request": {...}}], "metadata": {...}}.
-func decodeTransaction(body []byte) ([]writeOp, *blocks.Error) {
+func decodeTransaction(body []byte, raw bool) ([]writeOp, *blocks.Error) {
 	var req struct {
 		Operations []struct {
 			Operation *string    `json:"operation"`
@@ -176,7 +182,7 @@ func decodeTransaction(body []byte) ([]writeOp, *blocks.Error) {
 		if o.Request == nil {
 			return nil, blocks.Malformed("%s: missing \"request\"", where)
 		}
-		op, e := o.Request.op(where, codeTransaction)
+		op, e := o.Request.op(where, codeTransaction, raw)
 		if e != nil {
 			return nil, e
 		}

@@ -151,6 +151,31 @@ func (s *Service) get(ctx *fasthttp.RequestCtx, key string) error {
 	return nil
 }
 
+// HeaderValueEncoding, set to "base64" on a save, transaction or bulk get,
+// carries values as base64 JSON strings of their bytes instead of JSON
+// values: the gRPC API stores and reads bytes that need not be JSON.
+const HeaderValueEncoding = "Granary-Value-Encoding"
+
+func base64Values(ctx *fasthttp.RequestCtx) bool {
+	return string(ctx.Request.Header.Peek(HeaderValueEncoding)) == "base64"
+}
+
+// dataOf is a stored value as bulk get answers it: as it is when it is JSON
+// (values saved through the HTTP API always are), else as a JSON string;
+// with raw, as a base64 JSON string.
+func dataOf(v []byte, raw bool) json.RawMessage {
+	if !raw && json.Valid(v) {
+		return v
+	}
+	var enc []byte
+	if raw {
+		enc, _ = json.Marshal(v) // bytes encode as base64
+	} else {
+		enc, _ = json.Marshal(string(v))
+	}
+	return enc
+}
+
 // bulkItem is one element of a bulk get answer.
 type bulkItem struct {
 	Key      string            `json:"key"`
@@ -165,6 +190,7 @@ func (s *Service) bulkGet(ctx *fasthttp.RequestCtx) error {
 	if e != nil {
 		return e
 	}
+	raw := base64Values(ctx)
 	storeKeys := make([]string, len(keys))
 	for i, k := range keys {
 		storeKeys[i] = s.storeKey(k)
@@ -177,7 +203,7 @@ func (s *Service) bulkGet(ctx *fasthttp.RequestCtx) error {
 	for i, it := range items {
 		out[i].Key = keys[i]
 		if it.Exists() {
-			out[i].Data, out[i].ETag = it.Value, it.ETag
+			out[i].Data, out[i].ETag = dataOf(it.Value, raw), it.ETag
 			if !it.Expires.IsZero() {
 				out[i].Metadata = map[string]string{"ttlExpireTime": it.Expires.UTC().Format(time.RFC3339)}
 			}
@@ -194,7 +220,7 @@ func (s *Service) bulkGet(ctx *fasthttp.RequestCtx) error {
 }
 
 func (s *Service) save(ctx *fasthttp.RequestCtx) error {
-	ops, e := decodeSave(ctx.PostBody())
+	ops, e := decodeSave(ctx.PostBody(), base64Values(ctx))
 	if e != nil {
 		return e
 	}
@@ -222,7 +248,7 @@ func (s *Service) delete(ctx *fasthttp.RequestCtx, key string) error {
 }
 
 func (s *Service) transaction(ctx *fasthttp.RequestCtx) error {
-	ops, e := decodeTransaction(ctx.PostBody())
+	ops, e := decodeTransaction(ctx.PostBody(), base64Values(ctx))
 	if e != nil {
 		return e
 	}
@@ -371,7 +397,7 @@ func (p *partition) Invoke(ctx context.Context, method string, body []byte) ([]b
 // writeOp is one write as a partition receives it.
 type writeOp struct {
 	Key      string          `json:"k"`
-	Value    json.RawMessage `json:"v,omitempty"`
+	Value    []byte          `json:"v,omitempty"` // the bytes to store, JSON or not
 	Delete   bool            `json:"d,omitempty"`
 	ETag     string          `json:"e,omitempty"`
 	IfAbsent bool            `json:"a,omitempty"`

@@ -109,7 +109,7 @@ func TestDecodeSave(t *testing.T) {
 		{`[{"key":"a","metadata":{"ttlInSeconds":"0"}}]`, nil, "ERR_MALFORMED_REQUEST"},
 		{`[{"key":"a","metadata":{"ttlInSeconds":"1e9"}}]`, nil, "ERR_MALFORMED_REQUEST"},
 	} {
-		got, e := decodeSave([]byte(c.body))
+		got, e := decodeSave([]byte(c.body), false)
 		if c.code != "" {
 			if e == nil || e.Code != c.code || e.Status != http.StatusBadRequest {
 				t.Errorf("%s: %v, want 400 %s", c.body, e, c.code)
@@ -134,7 +134,7 @@ func TestDecodeSave(t *testing.T) {
 }
 
 func TestDecodeTransaction(t *testing.T) {
-	ops, e := decodeTransaction([]byte(`{"operations":[{"operation":"upsert","request":{"key":"a","value":1,"etag":"3"}},{"operation":"delete","request":{"key":"b","etag":"4"}}],"metadata":{"k":"v"}}`))
+	ops, e := decodeTransaction([]byte(`{"operations":[{"operation":"upsert","request":{"key":"a","value":1,"etag":"3"}},{"operation":"delete","request":{"key":"b","etag":"4"}}],"metadata":{"k":"v"}}`), false)
 	if e != nil || len(ops) != 2 || ops[0].Delete || ops[0].ETag != "3" || !ops[1].Delete || ops[1].Key != "b" || ops[1].ETag != "4" {
 		t.Fatalf("%+v, %v", ops, e)
 	}
@@ -145,7 +145,7 @@ func TestDecodeTransaction(t *testing.T) {
 		{`{"operations":[{"operation":"get","request":{"key":"a"}}]}`, "ERR_NOT_SUPPORTED_STATE_OPERATION"},
 		{`{"operations":[{"operation":"upsert","request":{"key":"a","etag":[]}}]}`, "ERR_STATE_TRANSACTION"},
 	} {
-		if _, e := decodeTransaction([]byte(c.body)); e == nil || e.Code != c.code {
+		if _, e := decodeTransaction([]byte(c.body), false); e == nil || e.Code != c.code {
 			t.Errorf("%s: %v, want %s", c.body, e, c.code)
 		}
 	}
@@ -221,7 +221,7 @@ func FuzzDecodeSave(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ops, e := decodeSave(body)
+		ops, e := decodeSave(body, false)
 		if e != nil {
 			if e.Status != http.StatusBadRequest {
 				t.Fatalf("%q: status %d", body, e.Status)
@@ -244,7 +244,7 @@ func FuzzDecodeTransaction(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ops, e := decodeTransaction(body)
+		ops, e := decodeTransaction(body, false)
 		if e != nil {
 			if e.Status != http.StatusBadRequest {
 				t.Fatalf("%q: status %d", body, e.Status)
@@ -272,4 +272,49 @@ func FuzzDecodeBulkGet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Bytes that are not JSON are stored as they are with base64 values, and
+// read back as they are by get; bulk get answers them base64 when asked,
+// else as a JSON string.
+func TestBase64ValuesKeepBytes(t *testing.T) {
+	s, _, _ := newService(t)
+	run := func(method, path, body string, b64 bool) *fasthttp.RequestCtx {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod(method)
+		ctx.Request.SetBodyString(body)
+		if b64 {
+			ctx.Request.Header.Set(HeaderValueEncoding, "base64")
+		}
+		var rest []string
+		if p := strings.TrimPrefix(path, "/"); p != "" {
+			rest = strings.Split(p, "/")
+		}
+		if err := s.Serve(&ctx, method, rest); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return &ctx
+	}
+	run("POST", "", `[{"key":"bin","value":"aGVsbG8A/w=="},{"key":"j","value":"eyJhIjoxfQ=="}]`, true) // "hello\x00\xff", {"a":1}
+	if got := run("GET", "/bin", "", false).Response.Body(); string(got) != "hello\x00\xff" {
+		t.Fatalf("get bin: %q", got)
+	}
+	if got := run("GET", "/j", "", false).Response.Body(); string(got) != `{"a":1}` {
+		t.Fatalf("get j: %q", got)
+	}
+	b64 := string(run("POST", "/bulk", `{"keys":["bin","j"]}`, true).Response.Body())
+	if !strings.Contains(b64, `"data":"aGVsbG8A/w=="`) || !strings.Contains(b64, `"data":"eyJhIjoxfQ=="`) {
+		t.Fatalf("bulk get with base64: %s", b64)
+	}
+	plain := string(run("POST", "/bulk", `{"keys":["bin","j"]}`, false).Response.Body())
+	if !strings.Contains(plain, `"data":"hello\u0000\ufffd"`) || !strings.Contains(plain, `"data":{"a":1}`) {
+		t.Fatalf("bulk get: %s", plain)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.Set(HeaderValueEncoding, "base64")
+	ctx.Request.SetBodyString(`[{"key":"x","value":{"not":"base64"}}]`)
+	if err := s.Serve(&ctx, "POST", nil); err == nil {
+		t.Fatal("a base64 save of a JSON object was accepted")
+	}
 }

@@ -84,6 +84,7 @@ type hostFlags struct {
 	appCallTimeout time.Duration
 	shutdownGrace  time.Duration
 	resourcesPath  resourcesFlag
+	grpcPort       portFlag
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -99,6 +100,8 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	f.grpcPort = portFlag{port: defaultGRPCPort}
+	fs.Var(&f.grpcPort, "grpc-port", "port of Dapr's gRPC API (0 for none)")
 	fs.Var(&f.resourcesPath, "resources-path", "directory of Dapr Component (state.*, pubsub.*) and Subscription YAML files (repeatable)")
 }
 
@@ -201,6 +204,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	// The gRPC API's Shutdown method stops the silo as a signal would.
+	ctx, stopDev := context.WithCancel(ctx)
+	defer stopDev()
 	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
@@ -258,6 +264,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(ln) }()
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, stopDev, log)
+	if err != nil {
+		return err
+	}
 
 	for _, app := range f.apps {
 		if err := apps.Register(ctx, app.id, app.url, false); err != nil {
@@ -266,7 +276,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	bks.SyncNow()
 	claimHostedTypes(ctx, placement, rt, log)
-	printReady(stdout, ln.Addr().String(), f, storeName, rt)
+	printReady(stdout, ln.Addr().String(), grpcAddr, f, storeName, rt)
 
 	select {
 	case <-ctx.Done():
@@ -277,6 +287,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	done := make(chan struct{})
 	go func() {
 		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
+		stopGRPC(5 * time.Second)
 		bks.Close()
 		close(done)
 	}()
@@ -387,13 +398,17 @@ func shutdown(rt *actor.Runtime, apps *callback.Registry, rem *reminders.Service
 	}
 }
 
-func printReady(w io.Writer, addr string, f *devFlags, storeName string, rt *actor.Runtime) {
+func printReady(w io.Writer, addr, grpcAddr string, f *devFlags, storeName string, rt *actor.Runtime) {
 	host, port, _ := net.SplitHostPort(addr)
 	if host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
 	base := "http://" + net.JoinHostPort(host, port)
-	fmt.Fprintf(w, "\nGranary dev is ready.\n  gateway:     %s\n  state store: %s\n", base, storeName)
+	fmt.Fprintf(w, "\nGranary dev is ready.\n  gateway:     %s\n", base)
+	if grpcAddr != "" {
+		fmt.Fprintf(w, "  gRPC API:    %s (DAPR_GRPC_PORT=%s for the Dapr SDKs)\n", grpcAddr, grpcAddr[strings.LastIndexByte(grpcAddr, ':')+1:])
+	}
+	fmt.Fprintf(w, "  state store: %s\n", storeName)
 	if len(f.apps) == 0 {
 		fmt.Fprintf(w, "  apps:        none yet (register one: curl -X PUT %s/v1.0-alpha1/apps/myapp -d '{\"url\":\"http://127.0.0.1:3000\"}')\n", base)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -220,6 +221,9 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// The gRPC API's Shutdown method stops the silo as a signal would.
+	ctx, stopSilo := context.WithCancel(ctx)
+	defer stopSilo()
 	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
@@ -312,6 +316,11 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go grpcSrv.Serve(internal)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(ln) }()
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, stopSilo, log)
+	if err != nil {
+		grpcSrv.Stop()
+		return err
+	}
 
 	for _, app := range f.apps {
 		if err := apps.Register(ctx, app.id, app.url, false); err != nil {
@@ -365,7 +374,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		_ = client.Run(cctx)
 	}()
 	fmt.Fprintf(stdout, "\nGranary silo %s (incarnation %s) is up; it serves actors once placement gives it a table and a lease.\n"+
-		"  gateway:   http://%s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, publicHTTP, f.internalAddr, f.placement, storeName)
+		"  gateway:   http://%s\n  gRPC API:  %s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, publicHTTP, cmp.Or(grpcAddr, "off"), f.internalAddr, f.placement, storeName)
 
 	var exitErr error
 	select {
@@ -387,6 +396,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// finish; then leave placement (it removes the silo after the
 		// faulty-host timeout and gives its shards away).
 		shutdown(rt, apps, rem, gw, f.shutdownGrace, log)
+		stopGRPC(5 * time.Second)
 		stopClient()
 		<-clientDone
 		grpcSrv.GracefulStop()
