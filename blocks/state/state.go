@@ -396,12 +396,12 @@ func (p *partition) Invoke(ctx context.Context, method string, body []byte) ([]b
 
 // writeOp is one write as a partition receives it.
 type writeOp struct {
-	Key      string          `json:"k"`
-	Value    []byte          `json:"v,omitempty"` // the bytes to store, JSON or not
-	Delete   bool            `json:"d,omitempty"`
-	ETag     string          `json:"e,omitempty"`
-	IfAbsent bool            `json:"a,omitempty"`
-	TTL      int64           `json:"t,omitempty"` // seconds
+	Key      string `json:"k"`
+	Value    []byte `json:"v,omitempty"` // the bytes to store, JSON or not
+	Delete   bool   `json:"d,omitempty"`
+	ETag     string `json:"e,omitempty"`
+	IfAbsent bool   `json:"a,omitempty"`
+	TTL      int64  `json:"t,omitempty"` // seconds
 }
 
 func (op writeOp) storeOp() statestore.Op {

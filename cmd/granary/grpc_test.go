@@ -226,7 +226,9 @@ func TestGRPCAndHTTPAgree(t *testing.T) {
 				return err
 			}, codes.InvalidArgument},
 		{"publish",
-			func() answer { return d.do("POST", "/v1.0/publish/pubsub/ticks", `{"n":1}`, "Content-Type", "application/json") },
+			func() answer {
+				return d.do("POST", "/v1.0/publish/pubsub/ticks", `{"n":1}`, "Content-Type", "application/json")
+			},
 			func() error {
 				_, err := c.PublishEvent(ctx, &runtimev1.PublishEventRequest{PubsubName: "pubsub", Topic: "ticks", Data: []byte(`{"n":1}`), DataContentType: "application/json"})
 				return err
