@@ -370,3 +370,23 @@ func TestGoSDK(t *testing.T) {
 		t.Fatalf("GetMetadata: %+v, %v", md, err)
 	}
 }
+
+// The Shutdown method stops granary dev as SIGTERM would.
+func TestGRPCShutdown(t *testing.T) {
+	d, addr := startDevGRPC(t)
+	c := dialGRPC(t, addr)
+	if _, err := c.Shutdown(context.Background(), &runtimev1.ShutdownRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "granary dev to stop", func() error {
+		resp, err := d.client.Get(d.base + "/v1.0/healthz")
+		if err != nil {
+			return nil
+		}
+		resp.Body.Close()
+		return fmt.Errorf("healthz still answers %d", resp.StatusCode)
+	})
+	if !strings.Contains(d.logs.String(), "shutdown requested over the gRPC API") {
+		t.Fatalf("no log line of the shutdown:\n%s", d.logs.String())
+	}
+}
