@@ -75,6 +75,10 @@ type Actors interface {
 	CallActor(ctx context.Context, id actor.ID, method string, body []byte) ([]byte, error)
 }
 
+// HeaderTopicEvent marks a request of CallApp that delivers a pub/sub
+// message: a gRPC app gets it through OnTopicEvent rather than OnInvoke.
+const HeaderTopicEvent = "Granary-Topic-Event"
+
 // Apps sends HTTP requests to the apps of the cluster by app ID.
 type Apps interface {
 	// CallApp sends req to a live instance of appID, with req's method,

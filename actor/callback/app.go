@@ -21,6 +21,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/clock"
+	"github.com/granaryhq/granary/internal/grpcapp"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -152,17 +153,22 @@ type AppStatus struct {
 	Error   string   `json:"error,omitempty"`
 }
 
-// ParseAppURL checks an app base URL: http, a host, no query or fragment.
+// ParseAppURL checks an app base URL: http (a host, an optional path, no
+// query or fragment), or grpc://host:port for an app that serves Dapr's
+// gRPC app callback service (no actors: they stay on HTTP, as in Dapr).
 func ParseAppURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("app URL %q: %w", raw, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("app URL %q: scheme must be http", raw)
+	if u.Scheme != "http" && u.Scheme != grpcapp.Scheme {
+		return nil, fmt.Errorf("app URL %q: scheme must be http (or grpc for an app serving Dapr's gRPC app callbacks)", raw)
 	}
 	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("app URL %q: want http://host:port with an optional path", raw)
+		return nil, fmt.Errorf("app URL %q: want http://host:port with an optional path, or grpc://host:port", raw)
+	}
+	if u.Scheme == grpcapp.Scheme && strings.Trim(u.Path, "/") != "" {
+		return nil, fmt.Errorf("app URL %q: a gRPC app has no path", raw)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -257,6 +263,9 @@ func (r *Registry) Unregister(ctx context.Context, appID string) error {
 	app.setTypes(ctx, nil)
 	app.refreshMu.Unlock()
 	app.hc.CloseIdleConnections()
+	if grpcapp.IsURL(app.base) {
+		grpcapp.Forget(app.base)
+	}
 	app.mu.Lock()
 	for _, p := range app.pools {
 		p.hc.CloseIdleConnections()
@@ -336,6 +345,18 @@ func (a *App) refresh(ctx context.Context) error {
 	case <-a.stop:
 		return fmt.Errorf("app %s was unregistered", a.id)
 	default:
+	}
+	if grpcapp.IsURL(a.base) {
+		// A gRPC app hosts no actors: it is read when it answers.
+		if err := grpcapp.Healthy(ctx, a.base, a.reg.opts.HealthTimeout+4*time.Second); err != nil {
+			err = fmt.Errorf("gRPC app %s at %s: %w", a.id, a.base, err)
+			a.markFailure(err)
+			return err
+		}
+		a.mu.Lock()
+		a.healthy, a.read, a.failures, a.lastErr = true, true, 0, ""
+		a.mu.Unlock()
+		return nil
 	}
 	body, err := a.get(ctx, "/dapr/config", a.reg.opts.HealthTimeout+4*time.Second, !a.needConfig)
 	if err != nil {
@@ -460,7 +481,12 @@ func (a *App) probeLoop() {
 
 func (a *App) probe() {
 	opts := &a.reg.opts
-	_, err := a.get(context.Background(), "/healthz", opts.HealthTimeout, false)
+	var err error
+	if grpcapp.IsURL(a.base) {
+		err = grpcapp.Healthy(context.Background(), a.base, opts.HealthTimeout)
+	} else {
+		_, err = a.get(context.Background(), "/healthz", opts.HealthTimeout, false)
+	}
 	a.mu.Lock()
 	wasHealthy := a.healthy
 	if err == nil {

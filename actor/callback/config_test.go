@@ -263,7 +263,7 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 func TestParseAppURL(t *testing.T) {
-	good := []string{"http://127.0.0.1:3000", "http://localhost:8080/", "http://app:80/prefix", "http://[::1]:3000"}
+	good := []string{"http://127.0.0.1:3000", "http://localhost:8080/", "http://app:80/prefix", "http://[::1]:3000", "grpc://127.0.0.1:50002", "grpc://app:50002/"}
 	for _, raw := range good {
 		if _, err := callback.ParseAppURL(raw); err != nil {
 			t.Errorf("ParseAppURL(%q): %v", raw, err)
@@ -272,6 +272,7 @@ func TestParseAppURL(t *testing.T) {
 	bad := []string{
 		"", "127.0.0.1:3000", "https://app:443", "ftp://app", "http://", "http:///path",
 		"http://app:3000?x=1", "http://app:3000#frag", "http://user:pw@app:3000", "http://app:3000/%zz",
+		"grpc://app:50002/prefix", "grpc://",
 	}
 	for _, raw := range bad {
 		if u, err := callback.ParseAppURL(raw); err == nil {

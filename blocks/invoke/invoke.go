@@ -9,6 +9,7 @@ package invoke
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,8 +23,11 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/granaryhq/granary/blocks"
+	"github.com/granaryhq/granary/internal/grpcapp"
 	silopb "github.com/granaryhq/granary/proto/silo"
 	"github.com/granaryhq/granary/silo/forward"
 )
@@ -187,6 +191,9 @@ func (s *Service) callLocal(ctx context.Context, appID string, req *fasthttp.Req
 // send calls the app at base; sent reports whether the request may have
 // reached it.
 func (s *Service) send(ctx context.Context, base string, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
+	if grpcapp.IsURL(base) {
+		return s.sendGRPC(ctx, base, req, resp)
+	}
 	app, err := s.client(base)
 	if err != nil {
 		return false, err
@@ -216,6 +223,77 @@ func (s *Service) send(ctx context.Context, base string, req *fasthttp.Request, 
 		return true, fmt.Errorf("the app did not answer within %v", timeout)
 	}
 	return true, err
+}
+
+// sendGRPC calls a gRPC app: OnTopicEvent for a delivery, whose answer
+// becomes 200 {"status": …}; OnInvoke otherwise, whose answer becomes a 200
+// with its body, and whose error status the HTTP status of its code.
+func (s *Service) sendGRPC(ctx context.Context, base string, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	path := string(req.URI().Path())
+	resp.Reset()
+	if len(req.Header.Peek(blocks.HeaderTopicEvent)) > 0 {
+		st, err := grpcapp.Deliver(ctx, base, path, req.Body())
+		if err != nil {
+			return sentGRPC(err), err
+		}
+		resp.SetStatusCode(http.StatusOK)
+		resp.Header.SetContentType("application/json")
+		resp.SetBodyString(`{"status":"` + st + `"}`)
+		return true, nil
+	}
+	out, err := grpcapp.Invoke(ctx, base, grpcapp.Request{Verb: string(req.Header.Method()), Method: strings.TrimPrefix(path, "/"),
+		Query: string(req.URI().QueryString()), ContentType: string(req.Header.ContentType()), Body: req.Body()})
+	if st, ok := status.FromError(err); ok && err != nil && st.Code() != codes.Unavailable && st.Code() != codes.Canceled {
+		// The app answered with an error status: that is its answer.
+		resp.SetStatusCode(httpStatusOf(st.Code()))
+		resp.Header.SetContentType("application/json")
+		body, _ := json.Marshal(map[string]string{"errorCode": "ERR_DIRECT_INVOKE", "message": st.Message()})
+		resp.SetBody(body)
+		return true, nil
+	}
+	if err != nil {
+		return sentGRPC(err), err
+	}
+	resp.SetStatusCode(http.StatusOK)
+	if out.ContentType != "" {
+		resp.Header.SetContentType(out.ContentType)
+	}
+	resp.SetBody(out.Body)
+	return true, nil
+}
+
+// sentGRPC reports whether a failed gRPC call may have reached the app. A
+// gRPC failure does not tell a connection never made from one lost under
+// the call, so every one counts as sent: the call is not moved on.
+func sentGRPC(error) bool { return true }
+
+// httpStatusOf is the HTTP status of a gRPC app's error code.
+func httpStatusOf(c codes.Code) int {
+	switch c {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.FailedPrecondition:
+		return http.StatusPreconditionFailed
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // notSent reports whether a client error happened before the request could

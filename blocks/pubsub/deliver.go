@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/granaryhq/granary/blocks"
 )
 
 // outcome is what an app's answer to a delivery means.
@@ -172,6 +174,7 @@ func (p *partition) deliver(ctx context.Context, sub *subscription, c *cached, p
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(path)
 	req.Header.SetContentType(ct)
+	req.Header.Set(blocks.HeaderTopicEvent, "1")
 	req.SetBody(body)
 	// Decoding the event costs more than the rest of a delivery: only an
 	// event that names a traceparent is decoded for it.

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/grpcapp"
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -335,6 +336,27 @@ func (s *Service) SyncApp(ctx context.Context, appID, baseURL string) error {
 }
 
 func (s *Service) readSubscribe(ctx context.Context, appID, baseURL string) ([]Subscription, error) {
+	if grpcapp.IsURL(baseURL) {
+		list, err := grpcapp.Subscriptions(ctx, baseURL)
+		if err != nil {
+			return nil, fmt.Errorf("pubsub: reading the subscriptions of gRPC app %s: %w", appID, err)
+		}
+		subs := make([]Subscription, 0, len(list))
+		for _, g := range list {
+			sub := Subscription{PubsubName: g.PubsubName, Topic: g.Topic, DeadLetterTopic: g.DeadLetterTopic, Metadata: g.Metadata,
+				Routes: &Routes{Default: g.Routes.Default}}
+			if sub.Routes.Default == "" && len(g.Routes.Rules) == 0 {
+				// A gRPC subscription needs no route: its events go to
+				// OnTopicEvent with the root path.
+				sub.Routes.Default = "/"
+			}
+			for _, r := range g.Routes.Rules {
+				sub.Routes.Rules = append(sub.Routes.Rules, Rule{Match: r.Match, Path: r.Path})
+			}
+			subs = append(subs, sub)
+		}
+		return subs, nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+"/dapr/subscribe", nil)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: app %s: %w", appID, err)

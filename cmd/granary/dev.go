@@ -85,6 +85,7 @@ type hostFlags struct {
 	shutdownGrace  time.Duration
 	resourcesPath  resourcesFlag
 	grpcPort       portFlag
+	appProtocol    string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -100,6 +101,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
+	fs.StringVar(&f.appProtocol, "app-protocol", "http", "how the apps of --app-url are called: http, or grpc for apps that serve Dapr's gRPC app callbacks (service invocation and pub/sub; actors stay on HTTP); an --app-url of grpc://host:port is a gRPC app either way")
 	f.grpcPort = portFlag{port: defaultGRPCPort}
 	fs.Var(&f.grpcPort, "grpc-port", "port of Dapr's gRPC API (0 for none)")
 	fs.Var(&f.resourcesPath, "resources-path", "directory of Dapr Component (state.*, pubsub.*) and Subscription YAML files (repeatable)")
@@ -130,6 +132,17 @@ func (f *hostFlags) check() error {
 	}
 	if f.maxBodySize <= 0 {
 		return fmt.Errorf("--max-body-size must be positive")
+	}
+	switch f.appProtocol {
+	case "http":
+	case "grpc":
+		for i := range f.apps {
+			if rest, ok := strings.CutPrefix(f.apps[i].url, "http://"); ok {
+				f.apps[i].url = "grpc://" + strings.TrimSuffix(rest, "/")
+			}
+		}
+	default:
+		return fmt.Errorf("--app-protocol %q: want http or grpc", f.appProtocol)
 	}
 	return f.apps.nameApps(f.appID)
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,8 @@ import (
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	dapr "github.com/dapr/go-sdk/client"
+	"github.com/dapr/go-sdk/service/common"
+	daprgrpc "github.com/dapr/go-sdk/service/grpc"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -388,5 +392,79 @@ func TestGRPCShutdown(t *testing.T) {
 	})
 	if !strings.Contains(d.logs.String(), "shutdown requested over the gRPC API") {
 		t.Fatalf("no log line of the shutdown:\n%s", d.logs.String())
+	}
+}
+
+// TestGRPCApp runs an app built on the Go SDK's gRPC service: invocations
+// reach its OnInvoke, its subscriptions are read with
+// ListTopicSubscriptions, and messages reach its OnTopicEvent.
+func TestGRPCApp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := daprgrpc.NewServiceWithListener(ln)
+	var mu sync.Mutex
+	var events []*common.TopicEvent
+	if err := svc.AddServiceInvocationHandler("echo", func(_ context.Context, in *common.InvocationEvent) (*common.Content, error) {
+		return &common.Content{ContentType: "text/plain", Data: []byte(in.Verb + " " + in.QueryString + " " + string(in.Data))}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddServiceInvocationHandler("fail", func(context.Context, *common.InvocationEvent) (*common.Content, error) {
+		return nil, status.Error(codes.NotFound, "no such order")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddTopicEventHandler(&common.Subscription{PubsubName: "pubsub", Topic: "orders", Route: "/orders"},
+		func(_ context.Context, e *common.TopicEvent) (bool, error) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+			return false, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	go svc.Start()
+	t.Cleanup(func() { svc.Stop() })
+
+	d := startDev(t, "--grpc-port", "0", "--app-url", "gapp=grpc://"+ln.Addr().String())
+	got := d.do("PUT", "/v1.0/invoke/gapp/method/echo?x=1", "hi")
+	if got.status != 200 || string(got.body) != "PUT x=1 hi" || got.header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("invoke a gRPC app: %s %v", got, got.header)
+	}
+	expect(t, "an app's error status", d.do("POST", "/v1.0/invoke/gapp/method/fail", ""), 404, "ERR_DIRECT_INVOKE")
+	testutil.Eventually(t, 10*time.Second, "the gRPC app's subscription to be read", func() error {
+		var md struct {
+			Subscriptions []struct{ Topic string } `json:"subscriptions"`
+		}
+		json.Unmarshal(d.do("GET", "/v1.0/metadata", "").body, &md)
+		if len(md.Subscriptions) != 1 || md.Subscriptions[0].Topic != "orders" {
+			return fmt.Errorf("subscriptions %+v", md.Subscriptions)
+		}
+		return nil
+	})
+	expect(t, "publish", d.do("POST", "/v1.0/publish/pubsub/orders", `{"id":7}`, "Content-Type", "application/json"), 204, "")
+	expect(t, "publish text", d.do("POST", "/v1.0/publish/pubsub/orders", `plain`, "Content-Type", "text/plain"), 204, "")
+	testutil.Eventually(t, 10*time.Second, "both events at the gRPC app", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) < 2 {
+			return fmt.Errorf("%d events", len(events))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var texts []string
+	for _, e := range events {
+		if e.Topic != "orders" || e.PubsubName != "pubsub" || e.ID == "" {
+			t.Errorf("event %+v", e)
+		}
+		texts = append(texts, string(e.RawData))
+	}
+	slices.Sort(texts)
+	if !slices.Equal(texts, []string{`plain`, `{"id":7}`}) {
+		t.Errorf("event data %q", texts)
 	}
 }
