@@ -73,6 +73,44 @@ type Service struct {
 
 	mu      sync.Mutex
 	clients map[string]*appClient // by base URL
+	streams map[string][]*stream  // streaming subscribers on this silo, by subscriber ID
+}
+
+// StreamHandler delivers one event (a CloudEvent's JSON) for route path to
+// a streaming subscriber and returns its status: SUCCESS, RETRY or DROP.
+type StreamHandler func(ctx context.Context, path string, event []byte) (status string, err error)
+
+type stream struct{ deliver StreamHandler }
+
+// AddStream makes h an instance of subscriberID on this silo, for
+// deliveries only, until remove is called.
+func (s *Service) AddStream(subscriberID string, h StreamHandler) (remove func()) {
+	st := &stream{deliver: h}
+	s.mu.Lock()
+	s.streams[subscriberID] = append(s.streams[subscriberID], st)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		list := slices.DeleteFunc(slices.Clone(s.streams[subscriberID]), func(x *stream) bool { return x == st })
+		if len(list) == 0 {
+			delete(s.streams, subscriberID)
+		} else {
+			s.streams[subscriberID] = list
+		}
+	}
+}
+
+// StreamIDs lists the subscriber IDs streaming on this silo, sorted.
+func (s *Service) StreamIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.streams))
+	for id := range s.streams {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 var _ blocks.Apps = (*Service)(nil)
@@ -88,7 +126,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, clients: map[string]*appClient{}}
+	return &Service{cfg: cfg, clients: map[string]*appClient{}, streams: map[string][]*stream{}}
 }
 
 // HeaderAppID names the target app of a call made to any path.
@@ -122,10 +160,12 @@ func (s *Service) Serve(ctx *fasthttp.RequestCtx, appID string, path []byte, for
 	return s.CallApp(context.Background(), appID, req, &ctx.Response)
 }
 
-// instance is one place an app runs: here (addr empty) or at another silo.
+// instance is one place an app runs: here (addr empty) or at another silo;
+// or a streaming subscriber here.
 type instance struct {
-	addr string
-	base string
+	addr   string
+	base   string
+	stream *stream
 }
 
 func (s *Service) instances(appID string) []instance {
@@ -136,6 +176,11 @@ func (s *Service) instances(appID string) []instance {
 	if base, _, ok := s.cfg.Local.AppURL(appID); ok {
 		list = append(list, instance{base: base})
 	}
+	s.mu.Lock()
+	for _, st := range s.streams[appID] {
+		list = append(list, instance{stream: st})
+	}
+	s.mu.Unlock()
 	if s.cfg.Peers != nil {
 		for _, addr := range s.cfg.Peers.AppSilos(appID) {
 			list = append(list, instance{addr: addr})
@@ -157,9 +202,12 @@ func (s *Service) CallApp(ctx context.Context, appID string, req *fasthttp.Reque
 		in := list[(start+i)%len(list)]
 		var err error
 		var sent bool
-		if in.addr == "" {
+		switch {
+		case in.stream != nil:
+			sent, err = s.sendStream(ctx, in.stream, req, resp)
+		case in.addr == "":
 			sent, err = s.send(ctx, in.base, req, resp)
-		} else {
+		default:
 			sent, err = s.forward(ctx, in.addr, appID, req, resp)
 		}
 		if err == nil {
@@ -261,6 +309,22 @@ func (s *Service) sendGRPC(ctx context.Context, base string, req *fasthttp.Reque
 		resp.Header.SetContentType(out.ContentType)
 	}
 	resp.SetBody(out.Body)
+	return true, nil
+}
+
+// sendStream delivers a message to a streaming subscriber.
+func (s *Service) sendStream(ctx context.Context, st *stream, req *fasthttp.Request, resp *fasthttp.Response) (sent bool, err error) {
+	if len(req.Header.Peek(blocks.HeaderTopicEvent)) == 0 {
+		return false, errors.New("a streaming subscriber takes deliveries only")
+	}
+	status, err := st.deliver(ctx, string(req.URI().Path()), req.Body())
+	if err != nil {
+		return true, err
+	}
+	resp.Reset()
+	resp.SetStatusCode(http.StatusOK)
+	resp.Header.SetContentType("application/json")
+	resp.SetBodyString(`{"status":"` + status + `"}`)
 	return true, nil
 }
 

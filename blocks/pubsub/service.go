@@ -88,6 +88,9 @@ type Service struct {
 	subs    *registry
 	batches batcher
 
+	streamMu sync.Mutex
+	streams  map[string][]*Subscription // the open streams of this silo, by subscriber ID
+
 	mu     sync.Mutex
 	live   map[*partition]struct{} // partitions active on this silo
 	closed bool

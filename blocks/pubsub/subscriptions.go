@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/grpcapp"
@@ -314,6 +315,13 @@ func (s *Service) SyncApp(ctx context.Context, appID, baseURL string) error {
 		}
 		rec.Subs = append(rec.Subs, d)
 	}
+	return s.storeRecord(ctx, appID, rec, 0)
+}
+
+// storeRecord stores the subscriptions of appID, unless they are stored
+// already; with a ttl they are written again whatever, and expire unless
+// written again within it.
+func (s *Service) storeRecord(ctx context.Context, appID string, rec record, ttl time.Duration) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -321,10 +329,10 @@ func (s *Service) SyncApp(ctx context.Context, appID, baseURL string) error {
 	r := s.subs
 	r.loadMu.Lock()
 	defer r.loadMu.Unlock()
-	if old, ok := r.records[appID]; ok && bytes.Equal(old, val) {
+	if old, ok := r.records[appID]; ok && bytes.Equal(old, val) && ttl == 0 {
 		return nil
 	}
-	op := statestore.Op{Kind: statestore.Put, Key: r.subKey(appID), Value: val, Index: r.index()}
+	op := statestore.Op{Kind: statestore.Put, Key: r.subKey(appID), Value: val, Index: r.index(), TTL: ttl}
 	if err := s.store.Transact(ctx, statestore.Txn{Ops: []statestore.Op{op}}); err != nil {
 		return fmt.Errorf("pubsub: storing the subscriptions of app %s: %w", appID, err)
 	}
@@ -333,6 +341,99 @@ func (s *Service) SyncApp(ctx context.Context, appID, baseURL string) error {
 	r.records = next
 	r.cur.Store(r.build(r.cur.Load().version + 1))
 	return nil
+}
+
+// streamTTL is how long the stored subscriptions of a streaming subscriber
+// outlive its silo: they are written again every streamTTL/3 while a
+// stream lasts, so those of a silo that died expire.
+const streamTTL = 30 * time.Second
+
+// OpenStream subscribes subscriberID, a streaming subscriber of this silo,
+// to sub's topic, until close is called. Its messages go to subscriberID
+// through Config.Apps (the gRPC API registers the stream there).
+func (s *Service) OpenStream(ctx context.Context, subscriberID string, sub Subscription) (closeStream func(), err error) {
+	if err := actor.ValidateName(subscriberID); err != nil {
+		return nil, fmt.Errorf("pubsub: subscriber %q %v", subscriberID, err)
+	}
+	sub.Scopes = nil
+	if sub.Routes == nil && sub.Route == "" {
+		sub.Routes = &Routes{Default: "/"}
+	}
+	if err := validateSubscription(&sub); err != nil {
+		return nil, err
+	}
+	s.streamMu.Lock()
+	if s.streams == nil {
+		s.streams = map[string][]*Subscription{}
+	}
+	p := &sub
+	s.streams[subscriberID] = append(s.streams[subscriberID], p)
+	first := len(s.streams[subscriberID]) == 1
+	s.streamMu.Unlock()
+	if err := s.storeStreams(ctx, subscriberID); err != nil {
+		s.dropStream(subscriberID, p)
+		return nil, err
+	}
+	if first {
+		go s.refreshStreams(subscriberID)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.dropStream(subscriberID, p) }) }, nil
+}
+
+// storeStreams stores the subscriptions of subscriberID's open streams,
+// or forgets them when none is left.
+func (s *Service) storeStreams(ctx context.Context, subscriberID string) error {
+	s.streamMu.Lock()
+	var rec record
+	for _, sub := range s.streams[subscriberID] {
+		rec.Subs = append(rec.Subs, *sub)
+	}
+	s.streamMu.Unlock()
+	if len(rec.Subs) == 0 {
+		return s.ForgetApp(ctx, subscriberID)
+	}
+	return s.storeRecord(ctx, subscriberID, rec, streamTTL)
+}
+
+func (s *Service) dropStream(subscriberID string, p *Subscription) {
+	s.streamMu.Lock()
+	s.streams[subscriberID] = slices.DeleteFunc(s.streams[subscriberID], func(x *Subscription) bool { return x == p })
+	if len(s.streams[subscriberID]) == 0 {
+		delete(s.streams, subscriberID)
+	}
+	s.streamMu.Unlock()
+	ctx, cancel := context.WithTimeout(s.stopped, 10*time.Second)
+	defer cancel()
+	if err := s.storeStreams(ctx, subscriberID); err != nil && s.stopped.Err() == nil {
+		s.log.Warn("pubsub: updating the subscriptions of a closed stream failed; they expire within the stream TTL",
+			"subscriber", subscriberID, "err", err, "ttl", streamTTL)
+	}
+}
+
+// refreshStreams writes the subscriptions of subscriberID again every
+// streamTTL/3 while it has open streams.
+func (s *Service) refreshStreams(subscriberID string) {
+	for {
+		t := s.clock.NewTimer(streamTTL / 3)
+		select {
+		case <-s.stopped.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		s.streamMu.Lock()
+		open := len(s.streams[subscriberID]) > 0
+		s.streamMu.Unlock()
+		if !open {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.stopped, 10*time.Second)
+		if err := s.storeStreams(ctx, subscriberID); err != nil && s.stopped.Err() == nil {
+			s.log.Warn("pubsub: refreshing the subscriptions of a stream failed", "subscriber", subscriberID, "err", err)
+		}
+		cancel()
+	}
 }
 
 func (s *Service) readSubscribe(ctx context.Context, appID, baseURL string) ([]Subscription, error) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/granaryhq/granary/blocks/pubsub"
 	"github.com/granaryhq/granary/blocks/state"
 	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/internal/uuid"
 	"github.com/granaryhq/granary/silo"
 	"github.com/granaryhq/granary/statestore"
 )
@@ -40,8 +43,11 @@ type blockSet struct {
 	pubsubs map[string]*pubsub.Service
 	invoke  *invoke.Service
 	peers   invoke.Peers // nil on a single silo
-	apps    *callback.Registry
-	log     *slog.Logger
+	// streamID names this process's streaming subscribers: they form one
+	// consumer group of their own.
+	streamID string
+	apps     *callback.Registry
+	log      *slog.Logger
 
 	stop   chan struct{}
 	ctx    context.Context // ends at Close, so that a read of an app or the store in flight does not hold it up
@@ -57,6 +63,7 @@ func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, 
 	b := &blockSet{res: res, states: map[string]*state.Service{}, pubsubs: map[string]*pubsub.Service{}, apps: apps, peers: peers, log: log,
 		stop: make(chan struct{})}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.streamID = cmp.Or(appID, "app") + "~stream-" + uuid.New()[:8]
 	b.invoke = invoke.New(invoke.Config{Local: apps, Peers: peers, MaxResponseSize: maxBody, Logger: log})
 	served := gateway.Blocks{State: map[string]gateway.StateStore{}, PubSub: map[string]gateway.PubSub{}, Invoke: b.invoke}
 	for _, name := range res.Names("state") {
@@ -148,6 +155,41 @@ func (b *blockSet) syncOnce(known map[string]bool) {
 		known[id] = true
 	}
 	b.invoke.Forget(urls)
+}
+
+// OpenStream implements grpcapi.Streams: a streaming subscription is a
+// subscriber of its own, named after the silo's app and this process, that
+// takes the messages of its topic through deliver.
+func (b *blockSet) OpenStream(ctx context.Context, pubsubName, topic, deadLetter string, md map[string]string,
+	deliver func(ctx context.Context, path string, event []byte) (string, error)) (func(), error) {
+	ps, ok := b.pubsubs[pubsubName]
+	if !ok {
+		return nil, blocks.Errorf(http.StatusNotFound, "ERR_PUBSUB_NOT_FOUND", "pubsub %s is not found", pubsubName)
+	}
+	removeInstance := b.invoke.AddStream(b.streamID, deliver)
+	closeSub, err := ps.OpenStream(ctx, b.streamID, pubsub.Subscription{PubsubName: pubsubName, Topic: topic, DeadLetterTopic: deadLetter, Metadata: md})
+	if err != nil {
+		removeInstance()
+		return nil, blocks.Errorf(http.StatusBadRequest, "ERR_PUBSUB_SUBSCRIBE", "subscribing to topic %s of pubsub %s: %v", topic, pubsubName, err)
+	}
+	b.log.Info("streaming subscription opened", "pubsub", pubsubName, "topic", topic, "subscriber", b.streamID)
+	return func() {
+		closeSub()
+		removeInstance()
+		b.log.Info("streaming subscription closed", "pubsub", pubsubName, "topic", topic, "subscriber", b.streamID)
+	}, nil
+}
+
+// AppIDs are the IDs other silos can reach here: the apps' and the
+// streaming subscribers'.
+func (b *blockSet) AppIDs() []string {
+	var ids []string
+	for _, a := range b.apps.Apps() {
+		ids = append(ids, a.ID)
+	}
+	ids = append(ids, b.invoke.StreamIDs()...)
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // Metadata describes the components and the subscriptions of this silo's apps.

@@ -277,7 +277,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(ln) }()
-	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, stopDev, log)
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopDev, log)
 	if err != nil {
 		return err
 	}

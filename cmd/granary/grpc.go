@@ -40,7 +40,7 @@ func (p *portFlag) Set(v string) error {
 // is only logged, so that several silos on one machine start (each but the
 // first without a gRPC API, until given a port of its own). The returned
 // stop ends it gracefully within grace; addr is empty when it is off.
-func startGRPC(f *hostFlags, gw *gateway.Server, shutdown func(), log *slog.Logger) (stop func(grace time.Duration), addr string, err error) {
+func startGRPC(f *hostFlags, gw *gateway.Server, streams grpcapi.Streams, shutdown func(), log *slog.Logger) (stop func(grace time.Duration), addr string, err error) {
 	if f.grpcPort.port == 0 {
 		return func(time.Duration) {}, "", nil
 	}
@@ -53,7 +53,8 @@ func startGRPC(f *hostFlags, gw *gateway.Server, shutdown func(), log *slog.Logg
 		log.Error("the gRPC API is not served: its default port is taken; give this silo a --grpc-port of its own", "addr", hostPort, "err", err)
 		return func(time.Duration) {}, "", nil
 	}
-	api := grpcapi.New(grpcapi.Config{Gateway: gw, APIToken: f.apiToken, MaxMessageSize: f.maxBodySize, Shutdown: shutdown, Logger: log})
+	api := grpcapi.New(grpcapi.Config{Gateway: gw, APIToken: f.apiToken, MaxMessageSize: f.maxBodySize, Shutdown: shutdown,
+		Streams: streams, Logger: log})
 	srv := grpc.NewServer(api.ServerOptions()...)
 	api.Register(srv)
 	go func() {

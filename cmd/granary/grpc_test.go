@@ -468,3 +468,61 @@ func TestGRPCApp(t *testing.T) {
 		t.Errorf("event data %q", texts)
 	}
 }
+
+// TestGoSDKStreamingSubscription: a subscriber of the Go SDK's streaming
+// API gets what is published, answers it, and stops getting messages once
+// it closes; what it answered RETRY comes again.
+func TestGoSDKStreamingSubscription(t *testing.T) {
+	_, addr := startDevGRPC(t)
+	t.Setenv("DAPR_API_TOKEN", "")
+	client, err := dapr.NewClientWithAddress(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	sub, err := client.Subscribe(ctx, dapr.SubscriptionOptions{PubsubName: "pubsub", Topic: "live"})
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer sub.Close()
+	if err := client.PublishEvent(ctx, "pubsub", "live", map[string]int{"seq": 1}); err != nil {
+		t.Fatal(err)
+	}
+	type received struct {
+		msg *dapr.SubscriptionMessage
+		err error
+	}
+	next := func() *dapr.SubscriptionMessage {
+		t.Helper()
+		ch := make(chan received, 1)
+		go func() {
+			m, err := sub.Receive()
+			ch <- received{m, err}
+		}()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				t.Fatalf("Receive: %v", r.err)
+			}
+			return r.msg
+		case <-time.After(15 * time.Second):
+			t.Fatal("no message within 15 s")
+		}
+		return nil
+	}
+	m := next()
+	if m.Topic != "live" || string(m.RawData) != `{"seq":1}` {
+		t.Fatalf("message %+v (data %s)", m.TopicEvent, m.RawData)
+	}
+	if err := m.Retry(); err != nil {
+		t.Fatal(err)
+	}
+	again := next()
+	if again.ID != m.ID {
+		t.Fatalf("after a RETRY, message %s came instead of %s again", again.ID, m.ID)
+	}
+	if err := again.Success(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -316,7 +316,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go grpcSrv.Serve(internal)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(ln) }()
-	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, stopSilo, log)
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopSilo, log)
 	if err != nil {
 		grpcSrv.Stop()
 		return err
@@ -340,13 +340,9 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 					types = append(types, st.Type)
 				}
 			}
-			var ids []string
-			for _, a := range apps.Apps() {
-				ids = append(ids, a.ID)
-			}
 			slices.Sort(types)
 			return table.Member{ID: f.id, Incarnation: incarnation, InternalAddr: f.internalAddr,
-				HTTPAddr: publicHTTP, Types: types, AppIDs: ids}
+				HTTPAddr: publicHTTP, Types: types, AppIDs: bks.AppIDs()}
 		},
 		Load: func() int64 {
 			var n int64

@@ -13,12 +13,15 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
@@ -33,7 +36,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/granaryhq/granary/blocks"
 	"github.com/granaryhq/granary/blocks/state"
+	"github.com/granaryhq/granary/internal/grpcapp"
 	"github.com/granaryhq/granary/silo"
 )
 
@@ -53,7 +58,9 @@ type Config struct {
 	MaxMessageSize int
 	// Shutdown is called, once, when a client calls the Shutdown method.
 	Shutdown func()
-	Logger   *slog.Logger
+	// Streams serves SubscribeTopicEventsAlpha1; nil answers Unimplemented.
+	Streams Streams
+	Logger  *slog.Logger
 }
 
 // Server implements runtimev1.DaprServer.
@@ -658,4 +665,117 @@ func (s *Server) Shutdown(context.Context, *runtimev1.ShutdownRequest) (*emptypb
 	s.cfg.Logger.Info("shutdown requested over the gRPC API")
 	go s.cfg.Shutdown()
 	return &emptypb.Empty{}, nil
+}
+
+// Streams opens streaming subscriptions: deliver is called with each
+// message (a CloudEvent's JSON) for the topic until closeStream.
+type Streams interface {
+	OpenStream(ctx context.Context, pubsub, topic, deadLetterTopic string, md map[string]string,
+		deliver func(ctx context.Context, path string, event []byte) (status string, err error)) (closeStream func(), err error)
+}
+
+// SubscribeTopicEventsAlpha1 implements runtimev1.DaprServer: after the
+// initial request names the pub/sub and topic, each message is sent on the
+// stream and waits for the client's answer for its ID (SUCCESS, RETRY or
+// DROP), as a delivery to an app waits for the app's.
+func (s *Server) SubscribeTopicEventsAlpha1(stream runtimev1.Dapr_SubscribeTopicEventsAlpha1Server) error {
+	if s.cfg.Streams == nil {
+		return status.Error(codes.Unimplemented, "method SubscribeTopicEventsAlpha1 is not served by this silo")
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	init := first.GetInitialRequest()
+	if init == nil || init.GetPubsubName() == "" || init.GetTopic() == "" {
+		return status.Error(codes.InvalidArgument, "the first message of a subscription stream must be an initial request naming the pub/sub and the topic")
+	}
+	var (
+		sendMu  sync.Mutex
+		mu      sync.Mutex
+		pending = map[string]chan string{}
+		done    = make(chan struct{})
+	)
+	deliver := func(ctx context.Context, path string, event []byte) (string, error) {
+		ev, err := grpcapp.TopicEvent(path, event)
+		if err != nil {
+			return "", err
+		}
+		answer := make(chan string, 1)
+		mu.Lock()
+		pending[ev.GetId()] = answer
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(pending, ev.GetId())
+			mu.Unlock()
+		}()
+		sendMu.Lock()
+		err = stream.Send(&runtimev1.SubscribeTopicEventsResponseAlpha1{
+			SubscribeTopicEventsResponseType: &runtimev1.SubscribeTopicEventsResponseAlpha1_EventMessage{EventMessage: ev}})
+		sendMu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		select {
+		case st := <-answer:
+			return st, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-done:
+			return "", errors.New("the subscription stream ended before the message was answered")
+		}
+	}
+	closeStream, err := s.cfg.Streams.OpenStream(stream.Context(), init.GetPubsubName(), init.GetTopic(), init.GetDeadLetterTopic(), init.GetMetadata(), deliver)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer closeStream()
+	defer close(done)
+	sendMu.Lock()
+	err = stream.Send(&runtimev1.SubscribeTopicEventsResponseAlpha1{
+		SubscribeTopicEventsResponseType: &runtimev1.SubscribeTopicEventsResponseAlpha1_InitialResponse{
+			InitialResponse: &runtimev1.SubscribeTopicEventsResponseInitialAlpha1{}}})
+	sendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	for {
+		in, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		p := in.GetEventProcessed()
+		if p == nil {
+			continue
+		}
+		mu.Lock()
+		answer := pending[p.GetId()]
+		mu.Unlock()
+		if answer != nil {
+			select {
+			case answer <- p.GetStatus().GetStatus().String():
+			default:
+			}
+		}
+	}
+}
+
+// toStatus is err as a gRPC status: a block's error by its HTTP status.
+func toStatus(err error) error {
+	if be, ok := errors.AsType[*blocks.Error](err); ok {
+		return errorOf(answer{status: be.Status, body: mustJSON(map[string]string{"errorCode": be.Code, "message": be.Message})})
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }

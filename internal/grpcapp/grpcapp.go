@@ -160,6 +160,20 @@ func Deliver(ctx context.Context, base, path string, event []byte) (string, erro
 	if err != nil {
 		return "", err
 	}
+	ev, err := TopicEvent(path, event)
+	if err != nil {
+		return "", err
+	}
+	out, err := runtimev1.NewAppCallbackClient(c).OnTopicEvent(ctx, ev)
+	if err != nil {
+		return "", err
+	}
+	return out.GetStatus().String(), nil
+}
+
+// TopicEvent is a CloudEvent (its JSON) as Dapr's gRPC callbacks and
+// streaming subscriptions carry it, for the route path.
+func TopicEvent(path string, event []byte) (*runtimev1.TopicEventRequest, error) {
 	var ev struct {
 		ID              string          `json:"id"`
 		Source          string          `json:"source"`
@@ -172,7 +186,7 @@ func Deliver(ctx context.Context, base, path string, event []byte) (string, erro
 		PubsubName      string          `json:"pubsubname"`
 	}
 	if err := json.Unmarshal(event, &ev); err != nil {
-		return "", fmt.Errorf("the event is not a CloudEvent: %w", err)
+		return nil, fmt.Errorf("the event is not a CloudEvent: %w", err)
 	}
 	data := []byte(ev.Data)
 	if ev.DataBase64 != nil {
@@ -185,14 +199,10 @@ func Deliver(ctx context.Context, base, path string, event []byte) (string, erro
 			data = []byte(s)
 		}
 	}
-	out, err := runtimev1.NewAppCallbackClient(c).OnTopicEvent(ctx, &runtimev1.TopicEventRequest{
+	return &runtimev1.TopicEventRequest{
 		Id: ev.ID, Source: ev.Source, Type: ev.Type, SpecVersion: ev.SpecVersion, DataContentType: ev.DataContentType,
 		Data: data, Topic: ev.Topic, PubsubName: ev.PubsubName, Path: path,
-	})
-	if err != nil {
-		return "", err
-	}
-	return out.GetStatus().String(), nil
+	}, nil
 }
 
 // Healthy calls the app's health check. An app that answers at all is up:
