@@ -208,6 +208,13 @@ func releaseCallCtx(rctx *fasthttp.RequestCtx) {
 func (s *Server) Dispatch(req *fasthttp.Request, resp *fasthttp.Response) {
 	rctx := acquireCallCtx()
 	defer releaseCallCtx(rctx)
+	if len(req.Body()) > s.cfg.MaxBodySize {
+		// The listener refuses such a body before the handler sees it.
+		rctx.Request.Header.SetRequestURIBytes(req.Header.RequestURI())
+		s.handleParseError(rctx, fasthttp.ErrBodyTooLarge)
+		rctx.Response.CopyTo(resp)
+		return
+	}
 	req.CopyTo(&rctx.Request)
 	rctx.SetUserValue(publicCallKey, true)
 	if len(s.token) > 0 {

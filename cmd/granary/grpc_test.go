@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -256,6 +257,12 @@ func TestGRPCAndHTTPAgree(t *testing.T) {
 					Data: &anypb.Any{Value: []byte("x")}, HttpExtension: &commonv1.HTTPExtension{Verb: commonv1.HTTPExtension_POST}}})
 				return err
 			}, codes.OK},
+		{"a body over the limit",
+			func() answer { return d.declareBody("POST", "/v1.0/actors/Tick/t1/method/ping", 4<<20+1) },
+			func() error {
+				_, err := c.InvokeActor(ctx, &runtimev1.InvokeActorRequest{ActorType: "Tick", ActorId: "t1", Method: "ping", Data: []byte(strings.Repeat("x", 4<<20+1))})
+				return err
+			}, codes.ResourceExhausted},
 		{"invoke an unknown app",
 			func() answer { return d.do("POST", "/v1.0/invoke/nobody/method/hello", "") },
 			func() error {
@@ -280,11 +287,10 @@ func TestGRPCAndHTTPAgree(t *testing.T) {
 
 func TestGRPCToken(t *testing.T) {
 	d, addr := startDevGRPC(t, "--api-token", "secret")
-	_ = d
 	c := dialGRPC(t, addr)
 	_, err := c.GetMetadata(context.Background(), &runtimev1.GetMetadataRequest{})
-	if status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("without the token: %v", err)
+	if o, h := grpcOutcome(err), httpOutcome(d.do("GET", "/v1.0/metadata", "")); o != h || o.code != codes.Unauthenticated {
+		t.Fatalf("without the token: gRPC %+v, HTTP %+v", o, h)
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "dapr-api-token", "secret")
 	if _, err := c.GetMetadata(ctx, &runtimev1.GetMetadataRequest{}); err != nil {
@@ -525,4 +531,24 @@ func TestGoSDKStreamingSubscription(t *testing.T) {
 	if err := again.Success(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// declareBody sends a request's headers declaring a body of n bytes, but
+// not the body, and reads the answer: a server that refuses such a body
+// answers before any of it is sent.
+func (d *devServer) declareBody(method, path string, n int) answer {
+	d.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(d.base, "http://"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", method, path, n)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
 }

@@ -115,7 +115,8 @@ func (s *Server) authorize(ctx context.Context) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	got := md.Get("dapr-api-token")
 	if len(got) == 0 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(s.cfg.APIToken)) != 1 {
-		return status.Error(codes.Unauthenticated, "missing or wrong dapr-api-token metadata")
+		return errorOf(answer{status: http.StatusUnauthorized,
+			body: mustJSON(map[string]string{"errorCode": "ERR_UNAUTHORIZED", "message": "missing or wrong dapr-api-token metadata"})})
 	}
 	return nil
 }
