@@ -27,7 +27,7 @@ func (s *Server) actors(ctx *fasthttp.RequestCtx, method string, rest []string) 
 	if e := validName("actor id", rest[1]); e != nil {
 		return e
 	}
-	if isPublic(ctx) && blocks.IsSystemType(rest[0]) {
+	if blocks.IsSystemType(rest[0]) && isPublic(ctx) {
 		return newError(http.StatusForbidden, codeBadRequest,
 			fmt.Sprintf("actor type %q is a system type of the building blocks; use their API", rest[0]))
 	}

@@ -3,27 +3,20 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchtest"
+
 	"github.com/granaryhq/granary/bench/loadgen"
 	"github.com/granaryhq/granary/internal/redisdb"
 	"github.com/granaryhq/granary/placement/ring"
 )
 
-func fakeExecutable(t *testing.T) (dir, exe string) {
-	t.Helper()
-	dir = t.TempDir()
-	exe = filepath.Join(dir, "bin")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir, exe
-}
+func fakeExecutable(t *testing.T) (dir, exe string) { return benchtest.FakeExecutable(t) }
 
 func TestParseFlags(t *testing.T) {
 	_, exe := fakeExecutable(t)

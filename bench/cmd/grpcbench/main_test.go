@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchtest"
+
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,15 +26,7 @@ import (
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
-func fakeExecutable(t *testing.T) (dir, exe string) {
-	t.Helper()
-	dir = t.TempDir()
-	exe = filepath.Join(dir, "bin")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir, exe
-}
+func fakeExecutable(t *testing.T) (dir, exe string) { return benchtest.FakeExecutable(t) }
 
 func TestParseFlags(t *testing.T) {
 	dir, exe := fakeExecutable(t)

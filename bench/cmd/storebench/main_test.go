@@ -14,19 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/granaryhq/granary/bench/internal/benchtest"
+
 	"github.com/granaryhq/granary/bench/internal/benchproc"
 	"github.com/granaryhq/granary/bench/loadgen"
 )
 
-func fakeExecutable(t *testing.T) (dir, exe string) {
-	t.Helper()
-	dir = t.TempDir()
-	exe = filepath.Join(dir, "bin")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir, exe
-}
+func fakeExecutable(t *testing.T) (dir, exe string) { return benchtest.FakeExecutable(t) }
 
 func TestParseFlagsDefaults(t *testing.T) {
 	_, exe := fakeExecutable(t)
