@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/blocks"
+	silopb "github.com/granaryhq/granary/proto/silo"
 )
 
 // fakeBlocks records what the block routes were asked.
@@ -145,5 +147,20 @@ func TestCallActor(t *testing.T) {
 	_, err = s.CallActor(context.Background(), actor.ID{Type: "granary.x", ID: "1"}, "m", nil)
 	if be, ok := errors.AsType[*blocks.Error](err); !ok || be.Status != 503 {
 		t.Fatalf("CallActor of a closed runtime %#v", err)
+	}
+}
+
+// A block's call forwarded to the actor's owner carries the gateway's API
+// token: the owner's gateway checks it as it checks a client's.
+func TestCallActorForwardsWithTheToken(t *testing.T) {
+	c := &fakeCluster{locs: []Location{{Hosted: true, Addr: "10.0.0.2:7500", Version: 4}}, window: time.Second,
+		reply: &silopb.ForwardReply{Status: 200, Body: []byte("ok")}}
+	s := New(&fakeBackend{}, Config{Cluster: c, APIToken: "secret"})
+	body, err := s.CallActor(context.Background(), actor.ID{Type: "granary.x", ID: "1"}, "m", nil)
+	if err != nil || string(body) != "ok" {
+		t.Fatalf("CallActor: %q, %v", body, err)
+	}
+	if len(c.tokens) != 1 || c.tokens[0] != "secret" {
+		t.Fatalf("forwarded with tokens %q", c.tokens)
 	}
 }

@@ -24,6 +24,7 @@ type fakeCluster struct {
 	locs      []Location
 	calls     int
 	forwards  []string
+	tokens    []string // the dapr-api-token of each forward
 	reply     *silopb.ForwardReply
 	fwdErr    error
 	version   uint64
@@ -48,6 +49,7 @@ func (c *fakeCluster) TableVersion() uint64 {
 func (c *fakeCluster) Forward(_ context.Context, addr string, version uint64, id actor.ID, req *fasthttp.Request) (*silopb.ForwardReply, error) {
 	c.mu.Lock()
 	c.forwards = append(c.forwards, fmt.Sprintf("%s v%d %s %s %s", addr, version, id, req.Header.Method(), req.Header.RequestURI()))
+	c.tokens = append(c.tokens, string(req.Header.Peek("dapr-api-token")))
 	reply, err, hook := c.reply, c.fwdErr, c.onForward
 	c.mu.Unlock()
 	if hook != nil {

@@ -63,7 +63,11 @@ type Config struct {
 	CallTimeout time.Duration
 	// MaxResponseSize bounds an app's response body (default 16 MiB).
 	MaxResponseSize int
-	Logger          *slog.Logger
+	// APIToken, when the cluster's gateways require one, goes with every
+	// call forwarded to another silo (the client's own was dropped, and a
+	// delivery never had one).
+	APIToken string
+	Logger   *slog.Logger
 }
 
 // Service routes calls to apps. It implements blocks.Apps.
@@ -375,6 +379,9 @@ func (s *Service) forward(ctx context.Context, addr, appID string, req *fasthttp
 	defer fasthttp.ReleaseRequest(out)
 	req.CopyTo(out)
 	out.Header.SetRequestURI("/v1.0/invoke/" + url.PathEscape(appID) + "/method" + string(req.Header.RequestURI()))
+	if s.cfg.APIToken != "" {
+		out.Header.Set("dapr-api-token", s.cfg.APIToken)
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	reply, err := s.cfg.Peers.ForwardApp(rctx, addr, out)

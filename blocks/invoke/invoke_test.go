@@ -34,6 +34,7 @@ type fakePeers struct {
 	answers map[string]string // silo → body; a silo not here is unreachable
 	hung    map[string]bool   // silos that took the call and failed after
 	calls   []string          // "silo URI"
+	tokens  []string          // the dapr-api-token of each forward
 }
 
 func (p *fakePeers) AppSilos(string) []string { return p.silos }
@@ -42,6 +43,7 @@ func (p *fakePeers) ForwardApp(_ context.Context, addr string, req *fasthttp.Req
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, addr+" "+string(req.Header.RequestURI()))
+	p.tokens = append(p.tokens, string(req.Header.Peek("dapr-api-token")))
 	if p.hung[addr] {
 		return nil, fmt.Errorf("forward: %w", forward.ErrOutcomeUnknown)
 	}
@@ -181,5 +183,17 @@ func TestNotSent(t *testing.T) {
 	}
 	if notSent(fasthttp.ErrTimeout) || notSent(io.ErrUnexpectedEOF) {
 		t.Error("failures after sending are taken for unsent")
+	}
+}
+
+// A forward carries the cluster's API token, not the client's (dropped).
+func TestForwardsCarryTheClusterToken(t *testing.T) {
+	peers := &fakePeers{silos: []string{"s2"}, answers: map[string]string{"s2": "from s2"}}
+	s := New(Config{Local: localApps{}, Peers: peers, APIToken: "cluster-token"})
+	if _, err := call(t, s, "shop", "/x", false); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers.tokens) != 1 || peers.tokens[0] != "cluster-token" {
+		t.Fatalf("forwarded with tokens %q", peers.tokens)
 	}
 }

@@ -59,12 +59,12 @@ type blockSet struct {
 // (and the defaults), serves them and service invocation on gw, and keeps
 // the subscriptions of the apps up to date. peers is nil on a single silo.
 func startBlocks(rt *actor.Runtime, store statestore.Store, gw *gateway.Server, apps *callback.Registry,
-	peers invoke.Peers, res components.Resources, appID string, maxBody int, log *slog.Logger) (*blockSet, error) {
+	peers invoke.Peers, res components.Resources, appID, apiToken string, maxBody int, log *slog.Logger) (*blockSet, error) {
 	b := &blockSet{res: res, states: map[string]*state.Service{}, pubsubs: map[string]*pubsub.Service{}, apps: apps, peers: peers, log: log,
 		stop: make(chan struct{})}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.streamID = cmp.Or(appID, "app") + "~stream-" + uuid.New()[:8]
-	b.invoke = invoke.New(invoke.Config{Local: apps, Peers: peers, MaxResponseSize: maxBody, Logger: log})
+	b.invoke = invoke.New(invoke.Config{Local: apps, Peers: peers, MaxResponseSize: maxBody, APIToken: apiToken, Logger: log})
 	served := gateway.Blocks{State: map[string]gateway.StateStore{}, PubSub: map[string]gateway.PubSub{}, Invoke: b.invoke}
 	for _, name := range res.Names("state") {
 		s, err := state.New(state.Config{Name: name, Runtime: rt, Store: store, Actors: gw, Logger: log})

@@ -265,7 +265,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log})
-	bks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.maxBodySize, log)
+	bks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.apiToken, f.maxBodySize, log)
 	if err != nil {
 		return err
 	}

@@ -296,7 +296,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cluster := router.New(self, own, fwd, f.routingWindow, f.peerAddrs)
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster})
-	bks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.maxBodySize, log)
+	bks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.apiToken, f.maxBodySize, log)
 	if err != nil {
 		return err
 	}
