@@ -82,12 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep, err := bench(ctx, o, stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "blocksbench: interrupted; processes stopped")
-			return 130
-		}
-		fmt.Fprintln(stderr, "blocksbench:", err)
-		return 1
+		return benchproc.Failed(ctx, "blocksbench", stderr, err)
 	}
 	code := benchproc.Finish("blocksbench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },
 		o.jsonPath, o.strict, rep.Pass)

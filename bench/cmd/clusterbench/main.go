@@ -64,12 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	began := time.Now()
 	rep, err := bench(ctx, o, stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "clusterbench: interrupted; processes stopped")
-			return 130
-		}
-		fmt.Fprintln(stderr, "clusterbench:", err)
-		return 1
+		return benchproc.Failed(ctx, "clusterbench", stderr, err)
 	}
 	rep.Took = time.Since(began).Round(time.Millisecond).String()
 	return benchproc.Finish("clusterbench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },

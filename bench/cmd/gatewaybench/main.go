@@ -52,12 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep, err := bench(ctx, o, stdout)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "gatewaybench: interrupted; processes stopped")
-			return 130
-		}
-		fmt.Fprintln(stderr, "gatewaybench:", err)
-		return 1
+		return benchproc.Failed(ctx, "gatewaybench", stderr, err)
 	}
 	return benchproc.Finish("gatewaybench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },
 		o.jsonPath, o.strict, rep.Pass)

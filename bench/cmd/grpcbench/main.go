@@ -75,12 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep, err := bench(ctx, o, stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "grpcbench: interrupted; processes stopped")
-			return 130
-		}
-		fmt.Fprintln(stderr, "grpcbench:", err)
-		return 1
+		return benchproc.Failed(ctx, "grpcbench", stderr, err)
 	}
 	return benchproc.Finish("grpcbench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },
 		o.jsonPath, o.strict, rep.Pass)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -514,9 +515,13 @@ func TestActivateAndWait(t *testing.T) {
 	}
 
 	// waitForGRPC watches granary; a process that runs will do.
-	p, err := benchproc.Start("sleeper", t.TempDir(), "/bin/sleep", nil, "30")
+	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no /bin/sleep:", err)
+		t.Skip("SKIPPED: no sleep command on PATH to stand in for granary:", err)
+	}
+	p, err := benchproc.Start("sleeper", t.TempDir(), sleep, nil, "30")
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer p.Stop(time.Second)
 	if err := waitForGRPC(context.Background(), pool[0], p, time.Second); err != nil {

@@ -78,12 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep, err := bench(ctx, o, stdout)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "storebench: interrupted; processes stopped")
-			return 130
-		}
-		fmt.Fprintln(stderr, "storebench:", err)
-		return 1
+		return benchproc.Failed(ctx, "storebench", stderr, err)
 	}
 	return benchproc.Finish("storebench", stdout, stderr, rep, func(w io.Writer) { printReport(w, rep) },
 		o.jsonPath, o.strict, rep.Pass)

@@ -111,3 +111,15 @@ func Finish(name string, stdout, stderr io.Writer, report any, print func(io.Wri
 	}
 	return 0
 }
+
+// Failed reports a benchmark that could not run to its end and returns the
+// exit status: 130 when ctx ended (Ctrl-C; the processes are stopped by
+// then), else 1.
+func Failed(ctx context.Context, name string, stderr io.Writer, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, name+": interrupted; processes stopped")
+		return 130
+	}
+	fmt.Fprintln(stderr, name+":", err)
+	return 1
+}

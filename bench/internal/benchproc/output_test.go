@@ -2,7 +2,9 @@ package benchproc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -116,5 +118,18 @@ func TestFinish(t *testing.T) {
 	}
 	if code := Finish("bench", &out, &errs, rep, printed, filepath.Join(dir, "no", "such", "dir", "r.json"), false, true); code != 1 || !strings.Contains(errs.String(), "bench:") {
 		t.Fatalf("unwritable JSON: exit %d, stderr %q", code, errs.String())
+	}
+}
+
+func TestFailed(t *testing.T) {
+	var out bytes.Buffer
+	if code := Failed(context.Background(), "xbench", &out, errors.New("boom")); code != 1 || out.String() != "xbench: boom\n" {
+		t.Fatalf("failed run: %d %q", code, out.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out.Reset()
+	if code := Failed(ctx, "xbench", &out, errors.New("boom")); code != 130 || !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("interrupted run: %d %q", code, out.String())
 	}
 }
