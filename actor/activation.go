@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/granaryhq/granary/statestore"
 )
 
@@ -80,7 +82,9 @@ var errRetired = errors.New("actor type registration retired")
 
 // activation returns the live activation of id, creating it under reg if
 // there is none. With existingOnly it creates none (ErrClosed instead).
-func (rt *Runtime) activation(reg *registration, id ID, existingOnly bool) (*activation, error) {
+// caller is the context of the call that asked for it: an activation it
+// creates runs within the call's trace, though not under its deadline.
+func (rt *Runtime) activation(caller context.Context, reg *registration, id ID, existingOnly bool) (*activation, error) {
 	sh := rt.shard(id)
 	sh.mu.Lock()
 	a := sh.m[id]
@@ -103,7 +107,7 @@ func (rt *Runtime) activation(reg *registration, id ID, existingOnly bool) (*act
 	}
 	sh.mu.Unlock()
 	if created {
-		rt.activate(a, sh)
+		rt.activate(caller, a, sh)
 	} else {
 		<-a.ready
 	}
@@ -115,8 +119,12 @@ func (rt *Runtime) activation(reg *registration, id ID, existingOnly bool) (*act
 
 // activate gets the claim of the actor's shard and creates the actor's
 // instance; on failure it removes the activation so the next call tries again.
-func (rt *Runtime) activate(a *activation, sh *shard) {
-	ctx, cancel := context.WithTimeout(context.Background(), rt.activationTimeout)
+func (rt *Runtime) activate(caller context.Context, a *activation, sh *shard) {
+	ctx := context.Background()
+	if sc := trace.SpanContextFromContext(caller); sc.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	ctx, cancel := context.WithTimeout(ctx, rt.activationTimeout)
 	defer cancel()
 	err := rt.activateInstance(ctx, a)
 	a.mu.Lock()
@@ -137,9 +145,10 @@ func (rt *Runtime) activate(a *activation, sh *shard) {
 			delete(sh.m, a.id)
 		}
 		sh.mu.Unlock()
-		rt.log.Warn("actor activation failed", "actor", a.id.String(), "err", err)
+		rt.log.WarnContext(ctx, "actor activation failed", "actor", a.id.String(), "err", err)
 	} else {
 		a.reg.state.active.Add(1)
+		a.reg.state.obs.Activated()
 		rt.idle.add(a, a.lastUse.Add(a.reg.cfg.IdleTimeout))
 	}
 	close(a.ready)

@@ -94,6 +94,7 @@ func (rt *Runtime) finishDeactivation(a *activation, reason string, tellBy time.
 	}
 	sh.mu.Unlock()
 	a.reg.state.active.Add(-1)
+	a.reg.state.obs.Deactivated()
 	a.mu.Lock()
 	a.life = dead
 	if a.gone != nil {

@@ -16,7 +16,7 @@ func TestInvariantCatchesTwoActivationsRunning(t *testing.T) {
 	rt1, _ := New(Config{Store: store})
 	rt2, _ := New(Config{Store: store})
 	id := ID{Type: "T", ID: "a"}
-	reg := &registration{name: "T", cfg: DefaultTypeConfig(), state: &typeState{}}
+	reg := &registration{name: "T", cfg: DefaultTypeConfig(), state: &typeState{obs: noTypeObserver{}}}
 	place := func(rt *Runtime) *activation {
 		a := &activation{id: id, reg: reg, life: active}
 		a.turns.admit(active, "", &reg.cfg, false)

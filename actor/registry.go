@@ -33,6 +33,15 @@ type registration struct {
 type typeState struct {
 	active atomic.Int64           // activations that finished activating and are not dead
 	down   atomic.Pointer[string] // why the type is unavailable, or nil
+	obs    TypeObserver
+}
+
+// typeObserver is the observer of a newly registered type.
+func (rt *Runtime) typeObserver(name string) TypeObserver {
+	if rt.observer == nil {
+		return noTypeObserver{}
+	}
+	return rt.observer.Type(name)
 }
 
 // TypeRegistration names an actor type to host, for RegisterTypes.
@@ -77,7 +86,7 @@ func (rt *Runtime) RegisterTypes(regs []TypeRegistration) error {
 			reg.state = old.state
 			old.retired.Store(true)
 		} else {
-			reg.state = &typeState{}
+			reg.state = &typeState{obs: rt.typeObserver(r.Name)}
 			added = append(added, r.Name)
 		}
 		next[r.Name] = reg

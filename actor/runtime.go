@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/granaryhq/granary/internal/clock"
 	"github.com/granaryhq/granary/statestore"
 )
@@ -36,6 +38,12 @@ type Config struct {
 	DeactivationTimeout time.Duration
 	// DeactivationConcurrency bounds deactivations running at once (default 64).
 	DeactivationConcurrency int
+	// Observer is told about turns and activations, for metrics; nil
+	// observes nothing.
+	Observer Observer
+	// Tracer makes a span of every turn, a child of the span in the call's
+	// context; nil traces nothing.
+	Tracer trace.Tracer
 }
 
 // Runtime hosts the virtual actors of this silo.
@@ -72,6 +80,10 @@ type Runtime struct {
 	bgClosed bool
 
 	reminders atomic.Pointer[Reminders]
+
+	observer Observer
+	tracer   trace.Tracer
+	timed    bool // observer or tracer set: turns are timed
 }
 
 // New returns a runtime; call Close to drain and stop it.
@@ -89,6 +101,9 @@ func New(cfg Config) (*Runtime, error) {
 		deactivationTimeout: cfg.DeactivationTimeout,
 		drained:             make(chan struct{}, 1),
 		abort:               make(chan struct{}),
+		observer:            cfg.Observer,
+		tracer:              cfg.Tracer,
+		timed:               cfg.Observer != nil || cfg.Tracer != nil,
 	}
 	if rt.clock == nil {
 		rt.clock = clock.Real

@@ -33,7 +33,7 @@ func (rt *Runtime) Transact(ctx context.Context, id ID, ops []statestore.Op) err
 	if claim != a.claim {
 		// The shard was lost and claimed again: the store would refuse the
 		// write, and the activation runs on state of the old claim.
-		rt.fenced(a, fmt.Sprintf("the shard is held under claim %s now", claim))
+		rt.fenced(ctx, a, fmt.Sprintf("the shard is held under claim %s now", claim))
 		return fmt.Errorf("actor %s: %w: activation of claim %s, the shard's claim is %s", id, ErrFenced, a.claim, claim)
 	}
 	storeOps := make([]statestore.Op, len(ops))
@@ -43,15 +43,15 @@ func (rt *Runtime) Transact(ctx context.Context, id ID, ops []statestore.Op) err
 	}
 	err = rt.store.Transact(ctx, statestore.Txn{Fence: a.fence, Ops: storeOps})
 	if errors.Is(err, statestore.ErrFenced) {
-		rt.fenced(a, err.Error())
+		rt.fenced(ctx, a, err.Error())
 		return fmt.Errorf("actor %s: %w: %v", id, ErrFenced, err)
 	}
 	return err
 }
 
 // fenced deactivates an activation whose claim no longer holds its shard.
-func (rt *Runtime) fenced(a *activation, why string) {
-	rt.log.Warn("stale activation fenced; deactivating", "actor", a.id.String(), "claim", a.claim.String(), "why", why)
+func (rt *Runtime) fenced(ctx context.Context, a *activation, why string) {
+	rt.log.WarnContext(ctx, "stale activation fenced; deactivating", "actor", a.id.String(), "claim", a.claim.String(), "why", why)
 	rt.recycle(a, "fenced: its claim no longer holds the shard")
 }
 

@@ -51,7 +51,7 @@ func (rt *Runtime) CreateTimer(ctx context.Context, id ID, spec TimerSpec) error
 		if err != nil {
 			return err
 		}
-		a, err := rt.activation(reg, id, false)
+		a, err := rt.activation(ctx, reg, id, false)
 		if errors.Is(err, errRetired) {
 			continue
 		}

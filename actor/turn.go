@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/statestore"
 )
@@ -37,7 +40,15 @@ var errDrainAbort = errors.New("the actor type's drain timeout passed")
 // turn runs fn as one turn of the actor, activating it if needed. Every
 // check a turn must pass is made here or in startTurn, for method calls and
 // reminders alike (timers use turnOn, which shares startTurn).
-func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
+func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) (err error) {
+	var entered time.Time
+	if rt.timed {
+		entered = time.Now()
+	}
+	ctx, span := rt.startTurnSpan(ctx, id)
+	if span != nil {
+		defer func() { endTurnSpan(span, err) }()
+	}
 	chain := CallChain(ctx)
 	open := rt.enter()
 	if !open {
@@ -56,7 +67,7 @@ func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
 		if err != nil {
 			return err
 		}
-		a, err := rt.activation(reg, id, !open)
+		a, err := rt.activation(ctx, reg, id, !open)
 		if errors.Is(err, errRetired) {
 			continue
 		}
@@ -82,7 +93,7 @@ func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
 		if err != nil {
 			return err
 		}
-		err = rt.startTurn(ctx, a, chain, fn)
+		err = rt.startTurn(ctx, a, chain, fn, entered, span)
 		if c, ok := errors.AsType[claimChangedError](err); ok {
 			select {
 			case <-c.gone:
@@ -98,7 +109,7 @@ func (rt *Runtime) turn(ctx context.Context, id ID, fn turnFunc) error {
 // turnOn runs fn as one turn of the activation a itself, not of whatever
 // activation the actor has now: a timer belongs to its activation, and ends
 // (errActivationEnded) when the activation does.
-func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
+func (rt *Runtime) turnOn(a *activation, fn turnFunc) (err error) {
 	if !rt.enter() {
 		return ErrClosed
 	}
@@ -106,7 +117,15 @@ func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
 	if _, err := rt.lookupType(a.id.Type); err != nil {
 		return err
 	}
-	ctx, chain := context.Background(), ""
+	var entered time.Time
+	if rt.timed {
+		entered = time.Now()
+	}
+	ctx, span := rt.startTurnSpan(context.Background(), a.id)
+	if span != nil {
+		defer func() { endTurnSpan(span, err) }()
+	}
+	chain := ""
 	if a.reg.native {
 		chain = newChainID()
 		ctx = WithCallChain(ctx, chain)
@@ -117,7 +136,7 @@ func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
 		}
 		return err
 	}
-	err := rt.startTurn(ctx, a, chain, fn)
+	err = rt.startTurn(ctx, a, chain, fn, entered, span)
 	if _, recycled := errors.AsType[claimChangedError](err); recycled {
 		return errActivationEnded
 	}
@@ -131,8 +150,9 @@ func (rt *Runtime) turnOn(a *activation, fn turnFunc) error {
 // recycled rather than run on stale state (claimChangedError; a reentrant
 // call inside its turn gets ErrFenced instead, since the recycling waits for
 // that turn). The turn's context is cancelled if the type's drain timeout
-// passes while it runs.
-func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, fn turnFunc) error {
+// passes while it runs. entered is when the call arrived (zero when the
+// runtime neither observes nor traces), span the turn's span or nil.
+func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, fn turnFunc, entered time.Time, span trace.Span) error {
 	claim, err := rt.placement.Claim(ctx, a.id)
 	if err != nil {
 		a.release(rt)
@@ -158,8 +178,19 @@ func (rt *Runtime) startTurn(ctx context.Context, a *activation, chain string, f
 		a.mu.Unlock()
 	}
 
+	var began time.Time
+	if rt.timed {
+		began = time.Now()
+		wait := began.Sub(entered)
+		a.reg.state.obs.TurnStarted(wait)
+		turnAdmitted(span, wait)
+	}
+
 	err = fn(tctx, a, chain)
 
+	if rt.timed {
+		a.reg.state.obs.TurnEnded(time.Since(began), err)
+	}
 	aborted := a.reg.aborted.Load()
 	if level != nil {
 		a.mu.Lock()

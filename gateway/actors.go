@@ -192,7 +192,7 @@ func (s *Server) invoke(ctx *fasthttp.RequestCtx, id actor.ID, method string) *a
 	// derived from it would cost a goroutine per call (context.WithCancel
 	// watches a parent it cannot hook into). fasthttp does not report a
 	// client going away either, so nothing is lost.
-	var c context.Context = context.Background()
+	c := callContext(ctx, context.Background())
 	if len(chain) > 0 {
 		c = actor.WithCallChain(c, string(chain))
 	}
@@ -233,7 +233,7 @@ func (s *Server) transact(ctx *fasthttp.RequestCtx, id actor.ID) *apiError {
 		return e
 	}
 	if len(ops) > 0 {
-		if err := s.backend.Transact(ctx, id, ops); err != nil {
+		if err := s.backend.Transact(callContext(ctx, ctx), id, ops); err != nil {
 			return runtimeError(err, codeStateSave)
 		}
 	}
@@ -245,7 +245,7 @@ func (s *Server) getState(ctx *fasthttp.RequestCtx, id actor.ID, key string) *ap
 	if err := stateinput.ValidateKey(key); err != nil {
 		return badRequest(fmt.Sprintf("state key %q %v", key, err))
 	}
-	item, err := s.backend.GetState(ctx, id, key)
+	item, err := s.backend.GetState(callContext(ctx, ctx), id, key)
 	if errors.Is(err, statestore.ErrNotFound) {
 		ctx.SetStatusCode(http.StatusNoContent)
 		return nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/silo"
@@ -55,6 +56,12 @@ type Config struct {
 	// Cluster, when set, routes each actor call to the silo that owns the
 	// actor (see route.go); nil serves every call on this silo.
 	Cluster Cluster
+	// ObserveRequest, when set, is told of every request answered: its
+	// route (one of a fixed set of names), status and duration, for metrics.
+	ObserveRequest func(route string, status int, d time.Duration)
+	// Tracer, when set, makes a server span of every request, continuing
+	// the client's W3C trace context.
+	Tracer trace.Tracer
 }
 
 // MaxURILength bounds a request's URI, its path and query string together.
@@ -215,6 +222,14 @@ func headersTooLarge() *apiError {
 var headerToken = []byte("dapr-api-token")
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if s.cfg.ObserveRequest != nil || s.cfg.Tracer != nil {
+		s.observe(ctx)
+		return
+	}
+	s.serve(ctx)
+}
+
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if c, ok := ctx.Conn().(*conn); ok {
 		if !c.enter(&ctx.Request.Header) {
 			// Shutdown has closed the connection: the answer would go nowhere.

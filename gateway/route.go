@@ -106,7 +106,7 @@ func (s *Server) routeActor(ctx *fasthttp.RequestCtx, id actor.ID, call actorCal
 			ctx.SetStatusCode(http.StatusConflict)
 			return nil
 		default:
-			rctx, cancel := context.WithDeadline(context.Background(), deadline.Add(s.forwardSlack))
+			rctx, cancel := context.WithDeadline(callContext(ctx, context.Background()), deadline.Add(s.forwardSlack))
 			reply, err := c.Forward(rctx, loc.Addr, loc.Version, id, &ctx.Request)
 			cancel()
 			switch {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/granaryhq/granary/internal/clock"
 )
@@ -78,6 +79,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock stamps leadership events; nil means clock.Real.
 	Clock clock.Clock
+	// RaftStream, when set, makes the stream layer of the Raft transport
+	// from its listener (mutual TLS between the nodes); nil means plain TCP.
+	RaftStream func(ln net.Listener, advertise net.Addr) raft.StreamLayer
 }
 
 // Peer is one node of the placement cluster as Raft knows it.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -66,6 +67,9 @@ type Status struct {
 	Members        int
 	// Servers is the latest Raft configuration.
 	Servers []Peer
+	// LeaderChanges counts the changes of leader this node has seen,
+	// losing the leader included, since it started.
+	LeaderChanges uint64
 }
 
 // Node is one running placement node: a Raft server with the placement FSM.
@@ -75,6 +79,8 @@ type Node struct {
 	fsm    *FSM
 	raft   *raft.Raft
 	store  *raftboltdb.BoltStore
+
+	leaderChanges atomic.Uint64
 
 	mu sync.Mutex
 	// clusterID is the cluster ID this node belongs to, "" while none is
@@ -196,7 +202,15 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement node %s: resolving the Raft address: %w", cfg.ID, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, transportPool, transportTimeout, rlog.Named("transport"))
+	var trans *raft.NetworkTransport
+	if cfg.RaftStream == nil {
+		trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, transportPool, transportTimeout, rlog.Named("transport"))
+	} else {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", cfg.RaftAddr); err == nil {
+			trans = raft.NewNetworkTransportWithLogger(cfg.RaftStream(ln, advertise), transportPool, transportTimeout, rlog.Named("transport"))
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("placement node %s: listening for Raft on %s: %w", cfg.ID, cfg.RaftAddr, err)
 	}
@@ -233,8 +247,9 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("placement node %s: starting Raft: %w", cfg.ID, err)
 	}
 	n.raft = r
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.countLeaderChanges()
 
 	n.mu.Lock()
 	n.opened = true
@@ -424,6 +439,7 @@ func (n *Node) Status() Status {
 		ClusterID:    n.ClusterID(),
 	}
 	st.LeaderID, st.LeaderGRPCAddr = n.Leader()
+	st.LeaderChanges = n.leaderChanges.Load()
 	t := n.Table()
 	st.TableVersion, st.Members = t.Version, len(t.Members)
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
@@ -432,6 +448,26 @@ func (n *Node) Status() Status {
 		}
 	}
 	return st
+}
+
+// countLeaderChanges counts Raft's leader observations until the node stops.
+func (n *Node) countLeaderChanges() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-ch:
+			n.leaderChanges.Add(1)
+		}
+	}
 }
 
 // Done is closed once the node has stopped, by Close or by itself.

@@ -176,7 +176,7 @@ func TestNodeSingleBootstrapAndReopen(t *testing.T) {
 	}
 	st := n.Status()
 	if st.ID != "a" || st.State != "Leader" || !st.Leading || st.LeaderID != "a" || st.ClusterID != id ||
-		st.TableVersion != 1 || st.Members != 1 || st.Term == 0 || st.LastIndex < 3 ||
+		st.TableVersion != 1 || st.Members != 1 || st.Term == 0 || st.LastIndex < 3 || st.LeaderChanges == 0 ||
 		FormatPeers(st.Servers) != FormatPeers(c.peers) {
 		t.Errorf("Status() = %+v", st)
 	}

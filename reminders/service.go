@@ -75,6 +75,9 @@ type Config struct {
 	StopTimeout time.Duration
 	// Observe, when set, is called after every fire attempt (for metrics).
 	Observe func(Fire)
+	// ObserveCreate, when set, is called after a reminder of id was
+	// created or replaced (for metrics).
+	ObserveCreate func(id actor.ID)
 	// ByShard, for a silo of a cluster: a newly hosted type's reminders are
 	// not scanned at once; each shard's are loaded when ShardsGained says
 	// the silo claimed it, and dropped when ShardsLost says it lost it.
@@ -420,6 +423,9 @@ func (s *Service) Create(ctx context.Context, id actor.ID, spec actor.ReminderSp
 		s.pushLocked(e)
 	}
 	s.mu.Unlock()
+	if s.cfg.ObserveCreate != nil {
+		s.cfg.ObserveCreate(id)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/clock"
@@ -49,6 +50,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock paces health probes and bounds calls; nil means clock.Real.
 	Clock clock.Clock
+	// Observer, when set, gives the observer of an app's actor calls, for
+	// metrics; it is asked once per registered app.
+	Observer func(appID string) AppObserver
+	// Tracer, when set, makes a client span of every actor call and sends
+	// its context to the app in traceparent.
+	Tracer trace.Tracer
 }
 
 func (o *Options) setDefaults() {
@@ -127,6 +134,7 @@ type App struct {
 	host string               // Host header
 	hc   *fasthttp.HostClient // config reads and health probes
 	reg  *Registry
+	obs  AppObserver
 
 	refreshMu sync.Mutex // one config read at a time
 	// needConfig: registered in node mode, so /dapr/config must be served;
@@ -239,6 +247,7 @@ func (r *Registry) newApp(id string, u *url.URL) *App {
 		host:    u.Host,
 		reg:     r,
 		hc:      newHostClient(u.Host, &r.opts),
+		obs:     r.opts.appObserver(id),
 		pools:   map[time.Duration]*callPool{},
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/httpheader"
@@ -126,7 +128,20 @@ func (in *instance) call(ctx context.Context, confirm bool, method string, path 
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, d.Sub(a.reg.opts.Clock.Now()))
 	}
+	var span trace.Span
+	if a.reg.opts.Tracer != nil {
+		span = in.startCallSpan(ctx, method, req)
+	}
+	sent := time.Now()
 	resp, err := do(ctx, in.pool.hc, req, timeout)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode()
+	}
+	a.obs.Called(time.Since(sent), status, err)
+	if span != nil {
+		endCallSpan(span, status, err)
+	}
 	if err != nil {
 		if isTimeout(err) {
 			return nil, fmt.Errorf("calling app %s at %s: no answer within %v: %w", a.id, a.base, timeout, actor.ErrAppTimeout)

@@ -54,7 +54,7 @@ func startDev(t *testing.T, args ...string) *devServer {
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	all := append([]string{"--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--shutdown-timeout", "5s"}, args...)
+	all := append([]string{"--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--shutdown-timeout", "5s", "--metrics-port", "0"}, args...)
 	go func() { done <- runDev(ctx, all, io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		cancel()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/granaryhq/granary/internal/clock"
 	"github.com/granaryhq/granary/internal/launch"
+	"github.com/granaryhq/granary/internal/mtls"
 )
 
 // This file is `granary cluster up`: a local cluster of real processes on
@@ -84,6 +85,7 @@ type clusterFlags struct {
 	siloArgs     clusterArgsFlag
 	readyTimeout time.Duration
 	stopTimeout  time.Duration
+	tls          bool
 }
 
 func parseClusterUpFlags(args []string, stderr io.Writer) (*clusterFlags, error) {
@@ -101,6 +103,7 @@ func parseClusterUpFlags(args []string, stderr io.Writer) (*clusterFlags, error)
 	fs.Var(&f.siloArgs, "silo-arg", "an argument appended to every silo's command line (repeatable)")
 	fs.DurationVar(&f.readyTimeout, "ready-timeout", defaultClusterReadyTimeout, "longest wait for one process to answer")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", defaultClusterStopTimeout, "how long each process may take to exit after SIGTERM before it is killed")
+	fs.BoolVar(&f.tls, "tls", false, "mutual TLS on every internal link: a CA and a certificate per process are made in RUN/tls (kept for the next start in the same --run-dir)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, clusterUsage)
 		fs.PrintDefaults()
@@ -140,10 +143,11 @@ func parseClusterUpFlags(args []string, stderr io.Writer) (*clusterFlags, error)
 	return f, nil
 }
 
-// portsNeeded counts the ports of the cluster: raft, gRPC and status per
-// placement node; gateway and internal per silo; one per app started.
+// portsNeeded counts the ports of the cluster: raft, gRPC, status and
+// metrics per placement node; gateway, internal, gRPC API and metrics per
+// silo; one per app started.
 func (f *clusterFlags) portsNeeded() int {
-	n := 3*f.placement + 2*f.silos
+	n := 4*f.placement + 4*f.silos
 	if f.appCmd != "" {
 		n += f.silos
 	}
@@ -174,8 +178,10 @@ type clusterPlan struct {
 
 // buildClusterPlan lays out the cluster of f: granary is the binary run for
 // placement nodes and silos, and ports (f.portsNeeded() of them) are handed
-// out in order: placement raft, gRPC and status ports, then silo gateway
-// and internal ports, then app ports.
+// out in order: placement raft, gRPC, status and metrics ports, then silo
+// gateway, internal, gRPC API and metrics ports, then app ports. With
+// f.tls, every placement node and silo is given the CA and its certificate
+// under RUN/tls (see clusterTLSFiles).
 func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*clusterPlan, error) {
 	if len(ports) != f.portsNeeded() {
 		return nil, fmt.Errorf("cluster plan: %d ports for %d needed", len(ports), f.portsNeeded())
@@ -189,8 +195,15 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 	addr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 	logPath := func(name string) string { return filepath.Join(runDir, "logs", name+".log") }
 
-	raft, grpcPorts, status := take(f.placement), take(f.placement), take(f.placement)
-	gateway, internal := take(f.silos), take(f.silos)
+	raft, grpcPorts, status, pmetrics := take(f.placement), take(f.placement), take(f.placement), take(f.placement)
+	gateway, internal, api, smetrics := take(f.silos), take(f.silos), take(f.silos), take(f.silos)
+	tlsArgs := func(name string) []string {
+		if !f.tls {
+			return nil
+		}
+		ca, cert, key := clusterTLSFiles(runDir, name)
+		return []string{"--tls-ca", ca, "--tls-cert", cert, "--tls-key", key}
+	}
 	var appPorts []int
 	if f.appCmd != "" {
 		appPorts = take(f.silos)
@@ -211,13 +224,14 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 		statusURL := "http://" + addr(status[i]) + "/status"
 		plan.placement = append(plan.placement, clusterProcSpec{
 			Spec: launch.Spec{Name: name, DataDir: dataDir, LogPath: logPath(name),
-				Argv: []string{granary, "placement", "--id", name,
+				Argv: append([]string{granary, "placement", "--id", name,
 					"--raft-addr", addr(raft[i]), "--grpc-addr", grpcAddrs[i], "--http-addr", addr(status[i]),
-					"--data-dir", dataDir, "--peers", strings.Join(peers, ",")},
+					"--metrics-port", strconv.Itoa(pmetrics[i]),
+					"--data-dir", dataDir, "--peers", strings.Join(peers, ",")}, tlsArgs(name)...),
 				ReadyURL: statusURL},
 			kind:      kindPlacement,
-			ports:     []int{raft[i], grpcPorts[i], status[i]},
-			addresses: fmt.Sprintf("raft %s  grpc %s  status %s", addr(raft[i]), grpcAddrs[i], statusURL),
+			ports:     []int{raft[i], grpcPorts[i], status[i], pmetrics[i]},
+			addresses: fmt.Sprintf("raft %s  grpc %s  status %s  metrics %s", addr(raft[i]), grpcAddrs[i], statusURL, addr(pmetrics[i])),
 		})
 	}
 	for i := range f.silos {
@@ -225,7 +239,9 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 		gatewayURL := "http://" + addr(gateway[i])
 		argv := []string{granary, "silo", "--id", name, "--placement", strings.Join(grpcAddrs, ","),
 			"--http-port", strconv.Itoa(gateway[i]), "--internal-addr", addr(internal[i]),
+			"--grpc-port", strconv.Itoa(api[i]), "--metrics-port", strconv.Itoa(smetrics[i]),
 			"--state-store", f.stateStore}
+		argv = append(argv, tlsArgs(name)...)
 		for _, a := range f.apps {
 			v := a.url
 			if a.id != "" {
@@ -252,8 +268,8 @@ func buildClusterPlan(f *clusterFlags, granary, runDir string, ports []int) (*cl
 		plan.silos = append(plan.silos, clusterProcSpec{
 			Spec:      launch.Spec{Name: name, LogPath: logPath(name), Argv: argv, ReadyURL: gatewayURL + "/v1.0/healthz"},
 			kind:      kindSilo,
-			ports:     []int{gateway[i], internal[i]},
-			addresses: fmt.Sprintf("gateway %s  internal %s", gatewayURL, addr(internal[i])),
+			ports:     []int{gateway[i], internal[i], api[i], smetrics[i]},
+			addresses: fmt.Sprintf("gateway %s  internal %s  grpc %s  metrics %s", gatewayURL, addr(internal[i]), addr(api[i]), addr(smetrics[i])),
 		})
 	}
 	return plan, nil
@@ -320,8 +336,40 @@ func runClusterUp(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	if f.tls {
+		if err := makeClusterCerts(runDir, plan, stdout); err != nil {
+			return err
+		}
+	}
 	l := &clusterLauncher{plan: plan, out: stdout, clock: clock.Real,
 		client: &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}}
 	defer l.client.CloseIdleConnections()
 	return l.run(ctx)
+}
+
+// clusterTLSFiles are the CA certificate and the certificate and key of the
+// process name, under runDir/tls.
+func clusterTLSFiles(runDir, name string) (ca, cert, key string) {
+	dir := filepath.Join(runDir, "tls")
+	return filepath.Join(dir, "ca.crt"), filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+}
+
+// makeClusterCerts makes the cluster's CA in runDir/tls, unless one is
+// there from an earlier start, and issues a certificate to every placement
+// node and silo of plan.
+func makeClusterCerts(runDir string, plan *clusterPlan, out io.Writer) error {
+	dir := filepath.Join(runDir, "tls")
+	now := clock.Real.Now()
+	if _, err := os.Stat(filepath.Join(dir, "ca.crt")); errors.Is(err, os.ErrNotExist) {
+		if err := mtls.InitCA(dir, now, mtls.DefaultCAValidity); err != nil {
+			return fmt.Errorf("--tls: %w", err)
+		}
+	}
+	for _, p := range append(append([]clusterProcSpec{}, plan.placement...), plan.silos...) {
+		if _, _, err := mtls.Issue(dir, p.Name, dir, nil, now, mtls.DefaultCertValidity); err != nil {
+			return fmt.Errorf("--tls: certificate of %s: %w", p.Name, err)
+		}
+	}
+	fmt.Fprintf(out, "mutual TLS: CA and certificates in %s\n", dir)
+	return nil
 }

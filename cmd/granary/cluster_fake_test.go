@@ -59,7 +59,7 @@ func runFakeClusterProcess(args []string) int {
 	stubborn := fs.Bool("fake-stubborn", false, "")
 	var apps clusterArgsFlag
 	fs.Var(&apps, "app-url", "")
-	for _, name := range []string{"raft-addr", "grpc-addr", "data-dir", "peers", "placement", "internal-addr", "state-store"} {
+	for _, name := range []string{"raft-addr", "grpc-addr", "data-dir", "peers", "placement", "internal-addr", "state-store", "grpc-port", "metrics-port", "tls-ca", "tls-cert", "tls-key"} {
 		fs.String(name, "", "")
 	}
 	if role != "app" {

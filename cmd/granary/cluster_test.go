@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/internal/launch"
+	"github.com/granaryhq/granary/internal/mtls"
 )
 
 // flagPairs returns the values of every --name value pair of argv after the
@@ -78,6 +79,7 @@ func TestClusterPlan(t *testing.T) {
 		appURLs, siloArgs   []string
 		basePort            int
 		store, storeVisible string
+		tls                 bool
 	}{
 		{name: "one of each", args: []string{"--placement", "1", "--silos", "1", "--state-store", "redis://127.0.0.1:6379/0"},
 			placement: 1, silos: 1, store: "redis://127.0.0.1:6379/0", storeVisible: "redis://127.0.0.1:6379/0"},
@@ -88,7 +90,7 @@ func TestClusterPlan(t *testing.T) {
 		{name: "five nodes, shared apps, silo arguments",
 			args: []string{"--placement", "5", "--silos", "2", "--state-store", "rediss://cache:6380/0",
 				"--app-url", "http://127.0.0.1:3000", "--app-url", "shop=http://127.0.0.1:3001/base",
-				"--silo-arg", "--api-token", "--silo-arg", "s3cret"},
+				"--silo-arg", "--api-token", "--silo-arg", "s3cret", "--tls"}, tls: true,
 			placement: 5, silos: 2, appURLs: []string{"http://127.0.0.1:3000", "shop=http://127.0.0.1:3001/base"},
 			siloArgs: []string{"--api-token", "s3cret"}, store: "rediss://cache:6380/0", storeVisible: "rediss://cache:6380/0"},
 		{name: "an app command with shell syntax",
@@ -150,7 +152,8 @@ func TestClusterPlan(t *testing.T) {
 				}
 				v := flagPairs(t, p.Argv)
 				raft, grpcAddr, httpAddr := flagOnce(t, v, "raft-addr"), flagOnce(t, v, "grpc-addr"), flagOnce(t, v, "http-addr")
-				claim(p, []int{loopbackPort(t, raft), loopbackPort(t, grpcAddr), loopbackPort(t, httpAddr)})
+				claim(p, []int{loopbackPort(t, raft), loopbackPort(t, grpcAddr), loopbackPort(t, httpAddr), port(t, flagOnce(t, v, "metrics-port"))})
+				checkTLSArgs(t, v, runDir, name, c.tls)
 				wantPeers[i] = name + "=" + raft
 				grpcAddrs = append(grpcAddrs, grpcAddr)
 				if flagOnce(t, v, "id") != name || flagOnce(t, v, "data-dir") != filepath.Join(runDir, name) || p.DataDir != flagOnce(t, v, "data-dir") {
@@ -189,7 +192,8 @@ func TestClusterPlan(t *testing.T) {
 					t.Fatal(err)
 				}
 				internal := flagOnce(t, v, "internal-addr")
-				claim(s, []int{httpPort, loopbackPort(t, internal)})
+				claim(s, []int{httpPort, loopbackPort(t, internal), port(t, flagOnce(t, v, "grpc-port")), port(t, flagOnce(t, v, "metrics-port"))})
+				checkTLSArgs(t, v, runDir, name, c.tls)
 				gateway := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 				if s.ReadyURL != gateway+"/v1.0/healthz" {
 					t.Errorf("%s is awaited at %q", name, s.ReadyURL)
@@ -239,6 +243,35 @@ func TestClusterPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func port(t *testing.T, s string) int {
+	t.Helper()
+	p, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("port %q: %v", s, err)
+	}
+	return p
+}
+
+// checkTLSArgs checks the mutual TLS flags of the process name: the CA and
+// its own certificate under RUN/tls with --tls, none without.
+func checkTLSArgs(t *testing.T, v map[string][]string, runDir, name string, tls bool) {
+	t.Helper()
+	if !tls {
+		for _, fl := range []string{"tls-ca", "tls-cert", "tls-key"} {
+			if len(v[fl]) > 0 {
+				t.Errorf("%s: --%s %q without --tls", name, fl, v[fl])
+			}
+		}
+		return
+	}
+	dir := filepath.Join(runDir, "tls")
+	for fl, want := range map[string]string{"tls-ca": filepath.Join(dir, "ca.crt"), "tls-cert": filepath.Join(dir, name+".crt"), "tls-key": filepath.Join(dir, name+".key")} {
+		if got := flagOnce(t, v, fl); got != want {
+			t.Errorf("%s: --%s %q, want %q", name, fl, got, want)
+		}
 	}
 }
 
@@ -464,5 +497,40 @@ func TestClusterUpStopsEverythingWhenAStartFails(t *testing.T) {
 				requireProcessGone(t, name, pid)
 			}
 		})
+	}
+}
+
+// cluster up --tls makes a CA and a certificate for every placement node
+// and silo, at the paths their flags name, and keeps the CA on a restart.
+func TestClusterUpTLSCertificates(t *testing.T) {
+	runDir := t.TempDir()
+	f, err := parseClusterUpFlags([]string{"--placement", "3", "--silos", "2", "--state-store", "redis://127.0.0.1:6379/0", "--tls"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := buildClusterPlan(f, "/bin/granary", runDir, launch.ConsecutivePorts(30000, f.portsNeeded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := makeClusterCerts(runDir, plan, &out); err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(filepath.Join(runDir, "tls", "ca.crt"))
+	for _, p := range append(append([]clusterProcSpec{}, plan.placement...), plan.silos...) {
+		v := flagPairs(t, p.Argv)
+		src, err := mtls.Load(mtls.Files{CA: flagOnce(t, v, "tls-ca"), Cert: flagOnce(t, v, "tls-cert"), Key: flagOnce(t, v, "tls-key")}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		if src.Leaf().Subject.CommonName != p.Name {
+			t.Errorf("%s has the certificate of %s", p.Name, src.Leaf().Subject.CommonName)
+		}
+	}
+	if err := makeClusterCerts(runDir, plan, &out); err != nil {
+		t.Fatalf("a second start: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(runDir, "tls", "ca.crt")); string(again) != string(ca) {
+		t.Error("a second start made a new CA")
 	}
 }

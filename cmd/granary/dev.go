@@ -18,6 +18,7 @@ import (
 	"github.com/granaryhq/granary/actor/callback"
 	"github.com/granaryhq/granary/blocks/components"
 	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/internal/tracing"
 	"github.com/granaryhq/granary/reminders"
 	"github.com/granaryhq/granary/silo"
 	"github.com/granaryhq/granary/statestore"
@@ -86,6 +87,8 @@ type hostFlags struct {
 	resourcesPath  resourcesFlag
 	grpcPort       portFlag
 	appProtocol    string
+	observe        observeFlags
+	gatewayTLS     gatewayTLSFlags
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -105,6 +108,8 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	f.grpcPort = portFlag{port: defaultGRPCPort}
 	fs.Var(&f.grpcPort, "grpc-port", "port of Dapr's gRPC API (0 for none)")
 	fs.Var(&f.resourcesPath, "resources-path", "directory of Dapr Component (state.*, pubsub.*) and Subscription YAML files (repeatable)")
+	f.observe.register(fs)
+	f.gatewayTLS.register(fs)
 }
 
 // resources reads the files under --resources-path.
@@ -127,6 +132,12 @@ func (f *hostFlags) sidecarAppID() string {
 
 // check validates the flags and names the apps.
 func (f *hostFlags) check() error {
+	if err := f.observe.check(); err != nil {
+		return err
+	}
+	if err := f.gatewayTLS.check(); err != nil {
+		return err
+	}
 	if f.httpPort < 0 || f.httpPort > 65535 {
 		return fmt.Errorf("--http-port %d is not a port", f.httpPort)
 	}
@@ -204,10 +215,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch format {
+	// A line logged with a traced context carries its trace and span IDs.
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
@@ -225,6 +237,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	slog.SetDefault(log)
+	gwTLS, err := f.gatewayTLS.config(log)
+	if err != nil {
+		return err
+	}
 	if f.debugAddr != "" {
 		addr, err := serveDebug(f.debugAddr, log)
 		if err != nil {
@@ -237,24 +253,33 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	store, storeName, err := openStore(ctx, f.stateStore, f.dataDir, log)
+	obs, err := startObservability(ctx, &f.observe, "granary-dev", f.siloID, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer obs.Close()
+	rawStore, storeName, err := openStore(ctx, f.stateStore, f.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer rawStore.Close()
 
-	placement, err := devPlacement(ctx, store, f, log)
+	placement, err := devPlacement(ctx, rawStore, f, log)
 	if err != nil {
 		return err
 	}
-	rt, err := actor.New(actor.Config{Store: store, Placement: placement, Logger: log, TurnWait: f.turnWait})
+	store := obs.store(rawStore, storeKind(storeName))
+	rt, err := actor.New(actor.Config{Store: store, Placement: placement, Logger: log, TurnWait: f.turnWait,
+		Observer: obs.actors(), Tracer: obs.tracer()})
 	if err != nil {
 		return err
 	}
+	obs.activeActors(rt)
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
+		Observer: obs.apps(), Tracer: obs.tracer(),
 	})
-	rem, err := startReminders(rt, store, false, log)
+	rem, err := startReminders(rt, store, false, obs, log)
 	if err != nil {
 		return err
 	}
@@ -264,7 +289,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log})
+	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log,
+		ObserveRequest: obs.requests(), Tracer: obs.tracer()})
 	bks, err = startBlocks(rt, store, gw, apps, nil, res, f.sidecarAppID(), f.apiToken, f.maxBodySize, log)
 	if err != nil {
 		return err
@@ -276,8 +302,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("gateway cannot listen on %s: %w (is another granary running? choose another --http-port)", addr, err)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gw.Serve(ln) }()
-	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopDev, log)
+	go func() { serveErr <- gw.Serve(tlsListener(ln, gwTLS)) }()
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopDev, obs, gwTLS, log)
 	if err != nil {
 		return err
 	}
@@ -289,7 +315,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	bks.SyncNow()
 	claimHostedTypes(ctx, placement, rt, log)
-	printReady(stdout, ln.Addr().String(), grpcAddr, f, storeName, rt)
+	printReady(stdout, scheme(gwTLS), ln.Addr().String(), grpcAddr, obs.addr, f, storeName, rt)
 
 	select {
 	case <-ctx.Done():
@@ -411,15 +437,18 @@ func shutdown(rt *actor.Runtime, apps *callback.Registry, rem *reminders.Service
 	}
 }
 
-func printReady(w io.Writer, addr, grpcAddr string, f *devFlags, storeName string, rt *actor.Runtime) {
+func printReady(w io.Writer, scheme, addr, grpcAddr, metricsAddr string, f *devFlags, storeName string, rt *actor.Runtime) {
 	host, port, _ := net.SplitHostPort(addr)
 	if host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	base := "http://" + net.JoinHostPort(host, port)
+	base := scheme + "://" + net.JoinHostPort(host, port)
 	fmt.Fprintf(w, "\nGranary dev is ready.\n  gateway:     %s\n", base)
 	if grpcAddr != "" {
 		fmt.Fprintf(w, "  gRPC API:    %s (DAPR_GRPC_PORT=%s for the Dapr SDKs)\n", grpcAddr, grpcAddr[strings.LastIndexByte(grpcAddr, ':')+1:])
+	}
+	if metricsAddr != "" {
+		fmt.Fprintf(w, "  metrics:     http://%s/metrics\n", metricsAddr)
 	}
 	fmt.Fprintf(w, "  state store: %s\n", storeName)
 	if len(f.apps) == 0 {
@@ -429,8 +458,11 @@ func printReady(w io.Writer, addr, grpcAddr string, f *devFlags, storeName strin
 		fmt.Fprintf(w, "  app:         %s at %s\n", a.id, a.url)
 	}
 	typ := "Counter"
-	if st := rt.Stats(); len(st) > 0 {
-		typ = st[0].Type
+	for _, st := range rt.Stats() {
+		if !strings.HasPrefix(st.Type, actor.SystemTypePrefix) {
+			typ = st.Type
+			break
+		}
 	}
 	fmt.Fprintf(w, "\nTry:\n  curl -X POST %s/v1.0/actors/%s/a/method/increment\n  curl %s/v1.0/metadata\n\n", base, typ, base)
 }

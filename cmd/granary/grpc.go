@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/granaryhq/granary/gateway"
 	"github.com/granaryhq/granary/gateway/grpcapi"
@@ -29,7 +31,7 @@ func (p *portFlag) String() string { return strconv.Itoa(p.port) }
 func (p *portFlag) Set(v string) error {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("%q is not a port (0 turns the gRPC API off)", v)
+		return fmt.Errorf("%q is not a port (0 turns it off)", v)
 	}
 	p.port, p.set = n, true
 	return nil
@@ -40,7 +42,8 @@ func (p *portFlag) Set(v string) error {
 // is only logged, so that several silos on one machine start (each but the
 // first without a gRPC API, until given a port of its own). The returned
 // stop ends it gracefully within grace; addr is empty when it is off.
-func startGRPC(f *hostFlags, gw *gateway.Server, streams grpcapi.Streams, shutdown func(), log *slog.Logger) (stop func(grace time.Duration), addr string, err error) {
+// With gwTLS set, the API is served over TLS.
+func startGRPC(f *hostFlags, gw *gateway.Server, streams grpcapi.Streams, shutdown func(), obs *observability, gwTLS *tls.Config, log *slog.Logger) (stop func(grace time.Duration), addr string, err error) {
 	if f.grpcPort.port == 0 {
 		return func(time.Duration) {}, "", nil
 	}
@@ -54,8 +57,12 @@ func startGRPC(f *hostFlags, gw *gateway.Server, streams grpcapi.Streams, shutdo
 		return func(time.Duration) {}, "", nil
 	}
 	api := grpcapi.New(grpcapi.Config{Gateway: gw, APIToken: f.apiToken, MaxMessageSize: f.maxBodySize, Shutdown: shutdown,
-		Streams: streams, Logger: log})
-	srv := grpc.NewServer(api.ServerOptions()...)
+		Streams: streams, Logger: log, ObserveCall: obs.grpcCalls()})
+	opts := api.ServerOptions()
+	if gwTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(gwTLS.Clone())))
+	}
+	srv := grpc.NewServer(opts...)
 	api.Register(srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -6,6 +6,8 @@
 //	granary silo      one silo of a cluster: joins placement, hosts actors
 //	granary cluster   a local cluster of real processes (cluster up)
 //	granary chaos     the chaos suite: a cluster under faults, checked (chaos run)
+//	granary ca        the cluster's certificate authority (ca init)
+//	granary cert      certificates of placement nodes and silos (cert issue)
 //	granary version   print the version
 package main
 
@@ -35,6 +37,8 @@ Usage:
   granary silo [flags]      run one silo of a cluster (see granary silo -h)
   granary cluster up        run a local cluster of processes (see granary cluster up -h)
   granary chaos run         run the chaos suite against this build (see granary chaos run -h)
+  granary ca init           create the cluster's CA for mutual TLS (see granary ca -h)
+  granary cert issue        issue a placement node's or silo's certificate (see granary cert -h)
   granary version           print the version
 `
 
@@ -55,6 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCluster(ctx, args[1:], stdout, stderr)
 	case "chaos":
 		err = runChaos(ctx, args[1:], stdout, stderr)
+	case "ca":
+		err = runCA(ctx, args[1:], stdout, stderr)
+	case "cert":
+		err = runCert(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "granary", silo.Version)
 	case "help", "-h", "--help":

@@ -11,8 +11,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/granaryhq/granary/internal/mtls"
 	"github.com/granaryhq/granary/placement"
 	"github.com/granaryhq/granary/placement/membership"
 	"github.com/granaryhq/granary/placement/service"
@@ -23,6 +26,8 @@ type placementFlags struct {
 	id, raftAddr, grpcAddr, httpAddr, dataDir, clusterID, peers string
 	logLevel, logFormat                                         string
 	faultyHost, lease, phase                                    time.Duration
+	observe                                                     observeFlags
+	tls                                                         tlsFlags
 }
 
 func parsePlacementFlags(args []string, stderr io.Writer) (*placementFlags, error) {
@@ -41,6 +46,8 @@ func parsePlacementFlags(args []string, stderr io.Writer) (*placementFlags, erro
 	fs.DurationVar(&f.faultyHost, "faulty-host-timeout", membership.DefaultFaultyHostTimeout, "a silo not heard from for this long is removed")
 	fs.DurationVar(&f.lease, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps a silo's lease (shorter than --faulty-host-timeout)")
 	fs.DurationVar(&f.phase, "phase-timeout", membership.DefaultPhaseTimeout, "a silo that does not acknowledge a dissemination phase within this long is removed")
+	f.observe.registerMetrics(fs)
+	f.tls.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: granary placement [flags]\n\nRuns one node of the placement service (Raft-replicated membership and tables).\n\nFlags:")
 		fs.PrintDefaults()
@@ -50,6 +57,12 @@ func parsePlacementFlags(args []string, stderr io.Writer) (*placementFlags, erro
 	}
 	if f.id == "" {
 		return nil, errors.New("granary placement: --id is required")
+	}
+	if err := f.observe.check(); err != nil {
+		return nil, err
+	}
+	if err := f.tls.check(); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
@@ -73,12 +86,23 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("--peers: %w", err)
 		}
 	}
+	itls, err := f.tls.load(log)
+	if err != nil {
+		return err
+	}
+	defer itls.close()
 	lis, err := net.Listen("tcp", f.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
-	node, err := placement.Open(placement.Config{ID: f.id, RaftAddr: f.raftAddr, GRPCAddr: f.grpcAddr,
-		DataDir: f.dataDir, ClusterID: f.clusterID, Peers: peers, Logger: log})
+	pcfg := placement.Config{ID: f.id, RaftAddr: f.raftAddr, GRPCAddr: f.grpcAddr,
+		DataDir: f.dataDir, ClusterID: f.clusterID, Peers: peers, Logger: log}
+	if itls != nil {
+		pcfg.RaftStream = func(ln net.Listener, advertise net.Addr) raft.StreamLayer {
+			return mtls.NewRaftStreamLayer(ln, advertise, itls.src, log)
+		}
+	}
+	node, err := placement.Open(pcfg)
 	if err != nil {
 		lis.Close()
 		return err
@@ -86,7 +110,17 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer node.Close()
 	svc := service.New(node, mcfg, log)
 	defer svc.Close()
-	srv := grpc.NewServer()
+	obs, err := startObservability(ctx, &f.observe, "granary-placement", f.id, log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	placementGauges(obs, svc)
+	var srvOpts []grpc.ServerOption
+	if creds := itls.credentials("placement"); creds != nil {
+		srvOpts = append(srvOpts, grpc.Creds(creds))
+	}
+	srv := grpc.NewServer(srvOpts...)
 	pb.RegisterPlacementServer(srv, svc)
 	go srv.Serve(lis)
 	defer srv.Stop()
@@ -111,6 +145,9 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.httpAddr != "" {
 		fmt.Fprintf(stdout, ", status at http://%s/status", f.httpAddr)
 	}
+	if obs.addr != "" {
+		fmt.Fprintf(stdout, ", metrics at http://%s/metrics", obs.addr)
+	}
 	fmt.Fprintln(stdout)
 	select {
 	case <-ctx.Done():
@@ -119,4 +156,61 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case <-node.Done():
 		return fmt.Errorf("placement node stopped: %w", node.Err())
 	}
+}
+
+// placementGauges registers a placement node's metrics, read from its
+// status at scrape time, and its dissemination rounds.
+func placementGauges(obs *observability, svc *service.Service) {
+	if obs.metrics == nil {
+		return
+	}
+	obs.metrics.MustRegister(placementCollector{svc})
+	svc.ObserveRounds(func(r membership.RoundStatus) { obs.metrics.RoundDone(r.Duration) })
+}
+
+var (
+	placementTableVersion = prometheus.NewDesc("granary_placement_table_version", "Version of the latest placement table this node has applied.", nil, nil)
+	placementMembers      = prometheus.NewDesc("granary_placement_members", "Silos in the latest placement table.", nil, nil)
+	placementRaftState    = prometheus.NewDesc("granary_placement_raft_state", "1 for this node's Raft state (Follower, Candidate, Leader, Shutdown), 0 for the others.", []string{"state"}, nil)
+	placementLeader       = prometheus.NewDesc("granary_placement_is_leader", "1 while this node leads placement (its Raft leadership taken up), else 0.", nil, nil)
+	placementChanges      = prometheus.NewDesc("granary_placement_leader_changes_total", "Changes of Raft leader this node has seen since it started.", nil, nil)
+	placementStreams      = prometheus.NewDesc("granary_placement_silo_streams", "Silo heartbeat streams open on this node.", nil, nil)
+	placementDissem       = prometheus.NewDesc("granary_placement_disseminated_version", "Version of the last table a finished dissemination round carried (on the leader).", nil, nil)
+)
+
+type placementCollector struct{ svc *service.Service }
+
+func (c placementCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{placementTableVersion, placementMembers, placementRaftState, placementLeader, placementChanges, placementStreams, placementDissem} {
+		ch <- d
+	}
+}
+
+func (c placementCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.svc.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(placementTableVersion, float64(st.Node.TableVersion))
+	gauge(placementMembers, float64(st.Node.Members))
+	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
+		v := 0.0
+		if st.Node.State == s {
+			v = 1
+		}
+		gauge(placementRaftState, v, s)
+	}
+	gauge(placementLeader, boolGauge(st.Node.Leading))
+	ch <- prometheus.MustNewConstMetric(placementChanges, prometheus.CounterValue, float64(st.Node.LeaderChanges))
+	gauge(placementStreams, float64(st.Streams))
+	if st.Membership != nil {
+		gauge(placementDissem, float64(st.Membership.Disseminated))
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

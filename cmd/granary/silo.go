@@ -46,6 +46,7 @@ type siloFlags struct {
 	routingWindow  time.Duration
 	leasePeriod    time.Duration
 	heartbeat      time.Duration
+	tls            tlsFlags
 }
 
 func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
@@ -61,6 +62,7 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	fs.DurationVar(&f.routingWindow, "routing-window", router.DefaultRoutingWindow, "how long a call waits for its actor's owner to be reachable before 503 (or 404 when no silo hosts the type)")
 	fs.DurationVar(&f.leasePeriod, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps the lease; must equal the placement nodes' --lease-period")
 	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 250*time.Millisecond, "how often the silo heartbeats to the placement leader")
+	f.tls.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: granary silo [flags]\n\nRuns one silo of a cluster: it joins placement, hosts the actors of its apps, and serves the gateway.\n\nFlags:")
 		fs.PrintDefaults()
@@ -69,6 +71,9 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 		return nil, err
 	}
 	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if err := f.tls.check(); err != nil {
 		return nil, err
 	}
 	var err error
@@ -229,18 +234,33 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	slog.SetDefault(log)
+	gwTLS, err := f.gatewayTLS.config(log)
+	if err != nil {
+		return err
+	}
+	itls, err := f.tls.load(log)
+	if err != nil {
+		return err
+	}
+	defer itls.close()
 	res, err := f.resources(log)
 	if err != nil {
 		return err
 	}
-	store, storeName, err := openStore(ctx, f.stateStore, "", log)
+	rawStore, storeName, err := openStore(ctx, f.stateStore, "", log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if _, embedded := store.(*boltstore.Store); embedded {
+	defer rawStore.Close()
+	if _, embedded := rawStore.(*boltstore.Store); embedded {
 		return errors.New("granary silo: the embedded store cannot be shared by a cluster")
 	}
+	obs, err := startObservability(ctx, &f.observe, "granary-silo", f.id, log)
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+	store := obs.store(rawStore, storeKind(storeName))
 
 	incarnation := actor.NewIncarnation()
 	self := table.Owner{ID: f.id, Incarnation: incarnation}
@@ -267,22 +287,25 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		DrainTimeout: func(actorType string) time.Duration { return rt.DrainTimeout(actorType) },
 	})
 	defer own.Close()
-	rt, err = actor.New(actor.Config{Store: store, Placement: own, Logger: log, TurnWait: f.turnWait})
+	rt, err = actor.New(actor.Config{Store: store, Placement: own, Logger: log, TurnWait: f.turnWait,
+		Observer: obs.actors(), Tracer: obs.tracer()})
 	if err != nil {
 		return err
 	}
+	obs.activeActors(rt)
 	hooks.rt = rt
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
+		Observer: obs.apps(), Tracer: obs.tracer(),
 	})
-	rem, err := startReminders(rt, store, true, log)
+	rem, err := startReminders(rt, store, true, obs, log)
 	if err != nil {
 		return err
 	}
 	hooks.rem = rem
 
 	httpAddr := net.JoinHostPort(f.host, strconv.Itoa(f.httpPort))
-	fwd := forward.NewClient(log)
+	fwd := forward.NewSecureClient(log, itls.credentials("silo internal"))
 	defer fwd.Close()
 	var bks *blockSet
 	s, err := silo.New(silo.Config{ID: f.id, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log,
@@ -295,7 +318,8 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	cluster := router.New(self, own, fwd, f.routingWindow, f.peerAddrs)
-	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster})
+	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster,
+		ObserveRequest: obs.requests(), Tracer: obs.tracer()})
 	bks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.apiToken, f.maxBodySize, log)
 	if err != nil {
 		return err
@@ -311,12 +335,16 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ln.Close()
 		return fmt.Errorf("--internal-addr %s: %w", f.internalAddr, err)
 	}
-	grpcSrv := grpc.NewServer(forward.ServerOptions()...)
+	internalOpts := forward.ServerOptions()
+	if creds := itls.credentials("silo internal"); creds != nil {
+		internalOpts = append(internalOpts, grpc.Creds(creds))
+	}
+	grpcSrv := grpc.NewServer(internalOpts...)
 	silopb.RegisterSiloServer(grpcSrv, forward.NewServer(gw.Handler(), log))
 	go grpcSrv.Serve(internal)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gw.Serve(ln) }()
-	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopSilo, log)
+	go func() { serveErr <- gw.Serve(tlsListener(ln, gwTLS)) }()
+	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopSilo, obs, gwTLS, log)
 	if err != nil {
 		grpcSrv.Stop()
 		return err
@@ -361,8 +389,10 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		HeartbeatInterval: f.heartbeat,
 		LeasePeriod:       f.leasePeriod,
 		Logger:            log,
+		Credentials:       itls.credentials("placement"),
 	})
 	clientRef.Store(client)
+	siloGauges(obs, own, client)
 	cctx, stopClient := context.WithCancel(context.Background())
 	clientDone := make(chan struct{})
 	go func() {
@@ -370,7 +400,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		_ = client.Run(cctx)
 	}()
 	fmt.Fprintf(stdout, "\nGranary silo %s (incarnation %s) is up; it serves actors once placement gives it a table and a lease.\n"+
-		"  gateway:   http://%s\n  gRPC API:  %s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, publicHTTP, cmp.Or(grpcAddr, "off"), f.internalAddr, f.placement, storeName)
+		"  gateway:   %s://%s\n  gRPC API:  %s\n  metrics:   %s\n  internal:  %s\n  placement: %s\n  store:     %s\n\n", f.id, incarnation, scheme(gwTLS), publicHTTP, cmp.Or(grpcAddr, "off"), metricsURL(obs.addr), f.internalAddr, f.placement, storeName)
 
 	var exitErr error
 	select {
@@ -405,6 +435,28 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case <-time.After(f.shutdownGrace + 5*time.Second):
 		return errors.New("shutdown did not finish in time; exiting anyway")
 	}
+}
+
+// siloGauges registers the placement gauges of a cluster silo.
+func siloGauges(obs *observability, own *ownership.Ownership, client *placementclient.Client) {
+	obs.gauge("granary_silo_lease", "1 while this silo holds its placement lease, else 0.", func() float64 {
+		if ok, _ := client.Lease(); ok {
+			return 1
+		}
+		return 0
+	})
+	obs.gauge("granary_silo_table_version", "Version of the placement table this silo has adopted.", func() float64 {
+		if t := own.Table(); t != nil {
+			return float64(t.Version)
+		}
+		return 0
+	})
+	obs.gauge("granary_silo_table_members", "Silos in this silo's adopted placement table.", func() float64 {
+		if t := own.Table(); t != nil {
+			return float64(len(t.Members))
+		}
+		return 0
+	})
 }
 
 // clusterPlacementStatus is the metadata view of a cluster silo.

@@ -53,6 +53,9 @@ type Config struct {
 	// Streams serves SubscribeTopicEventsAlpha1; nil answers Unimplemented.
 	Streams Streams
 	Logger  *slog.Logger
+	// ObserveCall, when set, is told of every unary call answered: its
+	// full method name, status code and duration, for metrics.
+	ObserveCall func(method string, code codes.Code, d time.Duration)
 }
 
 // Server implements runtimev1.DaprServer.
@@ -90,11 +93,21 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(size),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-			if err := s.authorize(ctx); err != nil {
-				return nil, err
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+			if s.cfg.ObserveCall == nil {
+				if err := s.authorize(ctx); err != nil {
+					return nil, err
+				}
+				return next(ctx, req)
 			}
-			return next(ctx, req)
+			began := time.Now()
+			var out any
+			err := s.authorize(ctx)
+			if err == nil {
+				out, err = next(ctx, req)
+			}
+			s.cfg.ObserveCall(info.FullMethod, status.Code(err), time.Since(began))
+			return out, err
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 			if err := s.authorize(ss.Context()); err != nil {

@@ -202,6 +202,8 @@ type Ready struct {
 	Messages     []Message
 	Proposals    []Proposal
 	VerifyLeader bool
+	// Rounds are the dissemination rounds finished since the last Ready.
+	Rounds []RoundStatus
 }
 
 // Engine is the leader-side membership state machine. It is not safe for

@@ -18,7 +18,8 @@ type harness struct {
 	tbl    *table.Table
 	msgs   []Message
 	props  []Proposal
-	verify bool // a leadership check is outstanding
+	rounds []RoundStatus // finished rounds Ready reported
+	verify bool          // a leadership check is outstanding
 	// hold, when set, keeps proposals uncommitted.
 	hold bool
 	// verifyOK decides the outcome of leadership checks.
@@ -53,6 +54,7 @@ func (h *harness) drain() {
 	for range 100 {
 		r := h.e.Ready()
 		h.msgs = append(h.msgs, r.Messages...)
+		h.rounds = append(h.rounds, r.Rounds...)
 		if r.VerifyLeader {
 			h.verify = true
 		}
@@ -277,6 +279,9 @@ func TestJoinRunsOneFullRound(t *testing.T) {
 	st := h.e.Status()
 	if st.Disseminated != 1 || st.Round != nil || st.LastRound.Version != 1 {
 		t.Fatalf("status after the round: %+v", st)
+	}
+	if len(h.rounds) != 1 || h.rounds[0] != st.LastRound || h.rounds[0].Duration <= 0 {
+		t.Fatalf("rounds reported by Ready: %+v, want the one finished (%+v)", h.rounds, st.LastRound)
 	}
 	if len(a.acked) == 0 {
 		t.Fatal("a's heartbeats were never acknowledged")

@@ -86,6 +86,7 @@ func (e *Engine) step() {
 	case PhaseUnlock:
 		e.disseminated = r.table.Version
 		e.lastRound = RoundStatus{ID: r.id, Version: r.table.Version, Started: r.started, Duration: e.now.Sub(r.started)}
+		e.out.Rounds = append(e.out.Rounds, e.lastRound)
 		e.round = nil
 		e.maybeStartRound()
 	}

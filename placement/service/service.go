@@ -43,6 +43,7 @@ type Service struct {
 	// (a full disk under the Raft store shows here), for the status endpoint.
 	lastErr   string
 	lastErrAt time.Time
+	onRound   func(membership.RoundStatus) // see ObserveRounds
 
 	stop chan struct{}
 	done chan struct{}
@@ -67,6 +68,15 @@ func New(node *placement.Node, cfg membership.Config, logger *slog.Logger) *Serv
 		streams: map[table.Owner]*siloStream{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go s.loop()
 	return s
+}
+
+// ObserveRounds makes f be told of every dissemination round this node
+// finishes as the leader (for metrics). f runs under the service's lock and
+// must not call back into it.
+func (s *Service) ObserveRounds(f func(membership.RoundStatus)) {
+	s.mu.Lock()
+	s.onRound = f
+	s.mu.Unlock()
 }
 
 // Close stops the loop and ends every stream.
@@ -159,6 +169,11 @@ func (s *Service) flushLocked() {
 	}
 	for _, p := range r.Proposals {
 		go s.propose(e, p)
+	}
+	if s.onRound != nil {
+		for _, rs := range r.Rounds {
+			s.onRound(rs)
+		}
 	}
 	if r.VerifyLeader {
 		go s.verify(e, e.VerifyIssuedAt())

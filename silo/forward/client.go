@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
@@ -41,7 +42,8 @@ const (
 // gRPC connection per address, made on first use. It is safe for
 // concurrent use.
 type Client struct {
-	log *slog.Logger
+	log   *slog.Logger
+	creds credentials.TransportCredentials
 
 	mu     sync.Mutex
 	conns  map[string]*peerConn
@@ -54,11 +56,18 @@ type peerConn struct {
 }
 
 // NewClient returns a Client. A nil logger means slog.Default().
-func NewClient(logger *slog.Logger) *Client {
+func NewClient(logger *slog.Logger) *Client { return NewSecureClient(logger, nil) }
+
+// NewSecureClient returns a client whose connections use creds (mutual TLS
+// between silos); nil creds means plaintext.
+func NewSecureClient(logger *slog.Logger, creds credentials.TransportCredentials) *Client {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Client{log: logger, conns: map[string]*peerConn{}}
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	return &Client{log: logger, conns: map[string]*peerConn{}, creds: creds}
 }
 
 // Forward sends req, an HTTP request for actor (actorType, actorID), to the
@@ -180,7 +189,7 @@ func (c *Client) conn(addr string) (*peerConn, error) {
 		return pc, nil
 	}
 	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(c.creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageSize),
 			grpc.MaxCallSendMsgSize(maxMessageSize),

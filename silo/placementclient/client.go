@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/granaryhq/granary/internal/clock"
@@ -72,6 +73,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the lease clock; nil means clock.Boottime.
 	Now func() time.Duration
+	// Credentials secure the connections to placement (mutual TLS); nil
+	// means plaintext.
+	Credentials credentials.TransportCredentials
 }
 
 // Client keeps the stream to the leader. Make one with New and call Run.
@@ -236,7 +240,11 @@ func (c *Client) session(ctx context.Context, addr string) (redirect string, con
 }
 
 func (c *Client) stream(ctx context.Context, addr string, connected *bool) (redirect string, err error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := c.cfg.Credentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return "", fmt.Errorf("dialing: %w", err)
 	}
