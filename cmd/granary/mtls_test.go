@@ -91,7 +91,10 @@ func TestClusterWithMutualTLS(t *testing.T) {
 	}
 	go func() {
 		for range 3 {
-			c, err := tls.Dial("tcp", grpcAddr, &tls.Config{Certificates: []tls.Certificate{kp}, InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+			c, err := tls.Dial("tcp", grpcAddr, &tls.Config{
+				// Sent whatever CAs the server asks for, as an attacker would.
+				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil },
+				InsecureSkipVerify:   true, NextProtos: []string{"h2"}})
 			if err == nil {
 				c.SetDeadline(time.Now().Add(2 * time.Second))
 				io.ReadAll(c)

@@ -10,33 +10,50 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// GRPCCredentials are the gRPC transport credentials of the link named link
-// ("placement", "silo internal"), for its servers (grpc.Creds) and its
-// clients (grpc.WithTransportCredentials) alike. A refused handshake is
-// logged once per peer and reason every refusalLogInterval, with Explain's
-// sentence.
-func GRPCCredentials(src *Source, log *slog.Logger, link string) credentials.TransportCredentials {
+// GRPCCredentials are the transport credentials of the internal link named
+// side ("placement", "silo internal"), for its servers (grpc.Creds) and its
+// clients (grpc.WithTransportCredentials) alike: mutual TLS 1.3 with src's
+// current certificate and CAs. A refused connection is logged at warn with
+// Explain's sentence, once per peer and reason every 10 seconds, so a peer
+// retrying in a loop does not flood the log.
+func GRPCCredentials(src *Source, log *slog.Logger, side string) credentials.TransportCredentials {
 	if log == nil {
 		log = slog.Default()
 	}
 	return &grpcCreds{
+		src:    src,
+		side:   side,
+		log:    newRefusalLog(log),
 		server: credentials.NewTLS(src.ServerConfig("h2")),
-		client: credentials.NewTLS(src.ClientConfig("h2")),
-		src:    src, link: link, log: newRefusalLog(log),
 	}
 }
 
 type grpcCreds struct {
-	server, client credentials.TransportCredentials
-	src            *Source
-	link           string
-	log            *refusalLog
+	src        *Source
+	side       string
+	log        *refusalLog
+	server     credentials.TransportCredentials
+	serverName string // set by OverrideServerName
 }
 
+// ClientHandshake makes a client config per handshake, carrying the host
+// dialed: the server's certificate is checked against it.
 func (c *grpcCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	nc, info, err := c.client.ClientHandshake(ctx, authority, conn)
-	if err != nil && ctx.Err() == nil {
-		c.log.warn("TLS handshake failed: "+Explain(err, c.src.CAFile()), authority, c.link, "target")
+	name := c.serverName
+	if name == "" {
+		name = authority
+		if h, _, err := net.SplitHostPort(authority); err == nil {
+			name = h
+		}
+	}
+	cfg := c.src.ClientConfig("h2")
+	cfg.ServerName = name
+	nc, info, err := credentials.NewTLS(cfg).ClientHandshake(ctx, authority, conn)
+	if err != nil {
+		err = c.src.annotate(err)
+		if ctx.Err() == nil {
+			c.log.warn("TLS handshake failed: "+Explain(err), "target", authority, c.side)
+		}
 	}
 	return nc, info, err
 }
@@ -44,7 +61,8 @@ func (c *grpcCreds) ClientHandshake(ctx context.Context, authority string, conn 
 func (c *grpcCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	nc, info, err := c.server.ServerHandshake(conn)
 	if err != nil {
-		c.log.warn("refused a connection: "+Explain(err, c.src.CAFile()), conn.RemoteAddr().String(), c.link, "remote")
+		err = c.src.annotate(err)
+		c.log.warn("refused a connection: "+Explain(err), "remote", conn.RemoteAddr().String(), c.side)
 	}
 	return nc, info, err
 }
@@ -52,20 +70,22 @@ func (c *grpcCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthIn
 func (c *grpcCreds) Info() credentials.ProtocolInfo { return c.server.Info() }
 
 func (c *grpcCreds) Clone() credentials.TransportCredentials {
-	return &grpcCreds{server: c.server.Clone(), client: c.client.Clone(), src: c.src, link: c.link, log: c.log}
+	return &grpcCreds{src: c.src, side: c.side, log: c.log, server: c.server.Clone(), serverName: c.serverName}
 }
 
-// OverrideServerName is part of the interface gRPC deprecated.
+// OverrideServerName sets the name the server's certificate is checked
+// against, in place of the host dialed.
 func (c *grpcCreds) OverrideServerName(name string) error {
-	return c.client.OverrideServerName(name) //nolint:staticcheck // required by the interface
+	c.serverName = name
+	return nil
 }
 
 // refusalLogInterval bounds how often one peer's refusal for one reason is
-// logged: a peer retrying every second would fill the log.
+// logged.
 const refusalLogInterval = 10 * time.Second
 
-// refusalLog logs refused handshakes, each (peer host, reason) at most once
-// per refusalLogInterval.
+// refusalLog logs failed handshakes, each (peer host, sentence) at most
+// once per refusalLogInterval.
 type refusalLog struct {
 	log  *slog.Logger
 	mu   sync.Mutex
@@ -76,7 +96,8 @@ func newRefusalLog(log *slog.Logger) *refusalLog {
 	return &refusalLog{log: log, last: map[string]time.Time{}}
 }
 
-func (r *refusalLog) warn(msg, addr, link, addrKey string) {
+// warn logs msg with the peer's address under addrKey and the link's side.
+func (r *refusalLog) warn(msg, addrKey, addr, side string) {
 	host := addr
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		host = h
@@ -88,10 +109,10 @@ func (r *refusalLog) warn(msg, addr, link, addrKey string) {
 		r.mu.Unlock()
 		return
 	}
-	if len(r.last) > 1024 {
+	if len(r.last) >= 1024 {
 		clear(r.last)
 	}
 	r.last[key] = now
 	r.mu.Unlock()
-	r.log.Warn(msg, addrKey, addr, "link", link)
+	r.log.Warn(msg, addrKey, addr, "link", side)
 }

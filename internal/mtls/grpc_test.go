@@ -2,6 +2,8 @@ package mtls
 
 import (
 	"context"
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -20,52 +22,123 @@ func healthCheck(addr string, creds credentials.TransportCredentials) error {
 		return err
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
+}
+
+func grpcServer(t *testing.T, creds credentials.TransportCredentials) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
 }
 
 func TestGRPCCredentials(t *testing.T) {
 	p, other := newPKI(t), newPKI(t)
 	log, logs := newLog()
 	server := p.source(p.issue("placement", time.Now(), time.Hour), log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := grpcServer(t, GRPCCredentials(server, log, "placement"))
+
+	silo := p.source(p.issue("silo", time.Now(), time.Hour), nil)
+	if err := healthCheck(addr, GRPCCredentials(silo, nil, "placement")); err != nil {
+		t.Fatalf("a silo of the cluster CA: %v", err)
+	}
+	for _, c := range []struct {
+		desc  string
+		creds credentials.TransportCredentials
+		want  string
+	}{
+		{"another CA", func() credentials.TransportCredentials {
+			// It trusts any server, so that the server is the one to refuse.
+			cfg := other.source(other.issue("silo", time.Now(), time.Hour), nil).ClientConfig("h2")
+			cfg.VerifyConnection = nil
+			return credentials.NewTLS(cfg)
+		}(), "refused a connection: the peer's certificate (silo, issued by Granary cluster CA " + other.caSerial() + ") is not signed by the cluster CA (" + p.caFile() + ")"},
+		{"plaintext", insecure.NewCredentials(), "refused a connection: the peer does not speak TLS (first record does not look like a TLS handshake)"},
+	} {
+		t.Run(c.desc, func(t *testing.T) {
+			// The client retries within its deadline; the server logs once.
+			if err := healthCheck(addr, c.creds); err == nil {
+				t.Fatal("served")
+			}
+			waitForLog(t, logs, c.want)
+			if n := strings.Count(logs.String(), c.want); n != 1 {
+				t.Errorf("logged %d times:\n%s", n, logs.String())
+			}
+			line := logLine(logs.String(), c.want)
+			if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "remote=127.0.0.1:") || !strings.Contains(line, "link=placement") {
+				t.Errorf("the refusal's line: %s", line)
+			}
+		})
+	}
+	if err := healthCheck(addr, GRPCCredentials(silo, nil, "placement")); err != nil {
+		t.Fatalf("after the refusals, a silo of the cluster CA: %v", err)
+	}
+}
+
+// logLine is the line of the log that has s.
+func logLine(log, s string) string {
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+// A client refuses a server of another CA, and logs why.
+func TestGRPCCredentialsClientRefuses(t *testing.T) {
+	p, other := newPKI(t), newPKI(t)
+	quiet := slog.New(slog.DiscardHandler)
+	addr := grpcServer(t, GRPCCredentials(other.source(other.issue("placement", time.Now(), time.Hour), nil), quiet, "placement"))
+	log, logs := newLog()
+	silo := p.source(p.issue("silo", time.Now(), time.Hour), nil)
+	if err := healthCheck(addr, GRPCCredentials(silo, log, "silo internal")); err == nil {
+		t.Fatal("a server of another CA was trusted")
+	}
+	line := logLine(logs.String(), "TLS handshake failed: ")
+	for _, want := range []string{"level=WARN", "is not signed by the cluster CA (" + p.caFile() + ")", "target=" + addr, `link="silo internal"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the client's line does not say %q:\n%s", want, logs.String())
+		}
+	}
+	// The server's certificate does not name the host dialed.
+	creds := GRPCCredentials(silo, log, "silo internal")
+	good := grpcServer(t, GRPCCredentials(p.source(p.issue("placement", time.Now(), time.Hour), nil), quiet, "placement"))
+	if err := creds.OverrideServerName("placement.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := healthCheck(good, creds.Clone()); err == nil {
+		t.Fatal("a server not named placement.example was trusted")
+	}
+	waitForLog(t, logs, "not for placement.example, the address dialed")
+	if info := creds.Info(); info.SecurityProtocol != "tls" {
+		t.Errorf("Info %+v", info)
+	}
+}
+
+// The configs speak TLS 1.3 only, and the server's resumes no handshake
+// checked against CAs since replaced.
+func TestGRPCCredentialsConfigs(t *testing.T) {
+	p := newPKI(t)
+	src := p.source(p.issue("n", time.Now(), time.Hour), nil)
+	srv, err := src.ServerConfig("h2").GetConfigForClient(&tls.ClientHelloInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(GRPCCredentials(server, log, "placement")))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	go srv.Serve(ln)
-	defer srv.Stop()
-	addr := ln.Addr().String()
-
-	good := p.source(p.issue("silo", time.Now(), time.Hour), nil)
-	if err := healthCheck(addr, GRPCCredentials(good, nil, "placement")); err != nil {
-		t.Fatalf("a silo of the cluster CA: %v", err)
+	if srv.MinVersion != tls.VersionTLS13 || srv.ClientAuth != tls.RequireAndVerifyClientCert || srv.ClientCAs == nil || len(srv.Certificates) != 1 || srv.NextProtos[0] != "h2" || !srv.SessionTicketsDisabled {
+		t.Errorf("server config %+v", srv)
 	}
-	clientLog, clientLogs := newLog()
-	foreign := other.source(other.issue("silo", time.Now(), time.Hour), nil)
-	if err := healthCheck(addr, GRPCCredentials(foreign, clientLog, "placement")); err == nil {
-		t.Fatal("a silo of another CA was served")
-	}
-	if err := healthCheck(addr, insecure.NewCredentials()); err == nil {
-		t.Fatal("a plaintext client was served")
-	}
-	waitFor(t, func() bool {
-		s := logs.String()
-		return strings.Contains(s, "refused a connection: the peer does not speak TLS") && strings.Contains(s, "link=placement")
-	}, logs)
-	// The silo of another CA refuses placement's certificate itself, first.
-	if !strings.Contains(clientLogs.String(), "TLS handshake failed: the peer's certificate") ||
-		!strings.Contains(clientLogs.String(), "not signed by the cluster CA") {
-		t.Errorf("the foreign silo's log:\n%s", clientLogs.String())
-	}
-	// A retrying peer is logged once per interval, not on every attempt.
-	for range 3 {
-		healthCheck(addr, insecure.NewCredentials())
-	}
-	if n := strings.Count(logs.String(), "does not speak TLS"); n != 1 {
-		t.Errorf("the plaintext peer was logged %d times:\n%s", n, logs.String())
+	cli := src.ClientConfig("h2")
+	if cli.MinVersion != tls.VersionTLS13 || cli.GetClientCertificate == nil || !cli.InsecureSkipVerify || cli.VerifyConnection == nil {
+		t.Errorf("client config %+v", cli)
 	}
 }
