@@ -8,8 +8,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/granaryhq/granary/internal/tracing"
 )
 
 // Route names, the values of the metrics' route label: a fixed set, so the
@@ -95,12 +96,12 @@ func (s *Server) observe(ctx *fasthttp.RequestCtx) {
 	route := routeName(ctx.URI().PathOriginal(), len(ctx.Request.Header.PeekBytes(headerAppID)) > 0)
 	var span trace.Span
 	if s.cfg.Tracer != nil {
-		tctx := traceContext.Extract(context.Background(), requestCarrier{&ctx.Request})
+		tctx := tracing.TraceContext.Extract(context.Background(), tracing.RequestCarrier{Req: &ctx.Request})
 		tctx, span = s.cfg.Tracer.Start(tctx, "gateway "+route, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.route", route),
 				attribute.String("http.request.method", string(ctx.Method())),
 				attribute.String("url.path", string(ctx.URI().PathOriginal()))))
-		traceContext.Inject(tctx, requestCarrier{&ctx.Request})
+		tracing.TraceContext.Inject(tctx, tracing.RequestCarrier{Req: &ctx.Request})
 		ctx.SetUserValue(traceContextKey, tctx)
 	}
 	s.serve(ctx)
@@ -128,20 +129,4 @@ func callContext(ctx *fasthttp.RequestCtx, fallback context.Context) context.Con
 		return tctx
 	}
 	return fallback
-}
-
-// traceContext is the W3C Trace Context propagator.
-var traceContext = propagation.TraceContext{}
-
-// requestCarrier carries trace context in a fasthttp request's header.
-type requestCarrier struct{ req *fasthttp.Request }
-
-func (c requestCarrier) Get(key string) string { return string(c.req.Header.Peek(key)) }
-func (c requestCarrier) Set(key, value string) { c.req.Header.Set(key, value) }
-func (c requestCarrier) Keys() []string {
-	var keys []string
-	for k := range c.req.Header.All() {
-		keys = append(keys, string(k))
-	}
-	return keys
 }

@@ -7,8 +7,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/granaryhq/granary/internal/tracing"
 )
 
 // AppObserver is told about the actor calls to one app, for metrics. Its
@@ -29,10 +30,6 @@ func (o *Options) appObserver(appID string) AppObserver {
 	return o.Observer(appID)
 }
 
-// traceContext is the W3C Trace Context propagator: traceparent and
-// tracestate.
-var traceContext = propagation.TraceContext{}
-
 // startCallSpan starts the client span of one call to the app and writes its
 // context into req's traceparent and tracestate, replacing the ones the
 // client sent, so the app's spans nest under the call.
@@ -41,7 +38,7 @@ func (in *instance) startCallSpan(ctx context.Context, method string, req *fasth
 		trace.WithAttributes(attribute.String("granary.app.id", in.app.id),
 			attribute.String("http.request.method", method),
 			attribute.String("granary.actor.type", in.id.Type), attribute.String("granary.actor.id", in.id.ID)))
-	traceContext.Inject(trace.ContextWithSpan(ctx, span), requestCarrier{req})
+	tracing.TraceContext.Inject(trace.ContextWithSpan(ctx, span), tracing.RequestCarrier{Req: req})
 	return span
 }
 
@@ -56,17 +53,4 @@ func endCallSpan(span trace.Span, status int, err error) {
 		}
 	}
 	span.End()
-}
-
-// requestCarrier carries trace context in a fasthttp request's header.
-type requestCarrier struct{ req *fasthttp.Request }
-
-func (c requestCarrier) Get(key string) string { return string(c.req.Header.Peek(key)) }
-func (c requestCarrier) Set(key, value string) { c.req.Header.Set(key, value) }
-func (c requestCarrier) Keys() []string {
-	var keys []string
-	for k := range c.req.Header.All() {
-		keys = append(keys, string(k))
-	}
-	return keys
 }

@@ -49,17 +49,20 @@ func TestTraceAcrossSilos(t *testing.T) {
 	store := redistest.URL(t)
 
 	raft, grpcAddr := testutil.FreePort(t), "127.0.0.1:"+strconv.Itoa(testutil.FreePort(t))
+	placementMetrics := testutil.FreePort(t)
 	runInProcess(t, "placement", runPlacement, "--id", "p1", "--raft-addr", "127.0.0.1:"+strconv.Itoa(raft), "--grpc-addr", grpcAddr,
-		"--data-dir", t.TempDir(), "--peers", "p1=127.0.0.1:"+strconv.Itoa(raft), "--metrics-port", "0")
+		"--data-dir", t.TempDir(), "--peers", "p1=127.0.0.1:"+strconv.Itoa(raft), "--metrics-port", strconv.Itoa(placementMetrics))
 	var gateways []string
+	var siloMetrics []int
 	for _, id := range []string{"s1", "s2"} {
 		app := newNestApp(t)
 		port := testutil.FreePort(t)
 		base := "http://127.0.0.1:" + strconv.Itoa(port)
 		app.gateway.Store(&base)
 		gateways = append(gateways, base)
+		siloMetrics = append(siloMetrics, testutil.FreePort(t))
 		runInProcess(t, id, runSilo, "--id", id, "--placement", grpcAddr, "--internal-addr", "127.0.0.1:"+strconv.Itoa(testutil.FreePort(t)),
-			"--http-port", strconv.Itoa(port), "--grpc-port", "0", "--metrics-port", "0", "--state-store", store,
+			"--http-port", strconv.Itoa(port), "--grpc-port", "0", "--metrics-port", strconv.Itoa(siloMetrics[len(siloMetrics)-1]), "--state-store", store,
 			"--app-url", "app="+app.srv.URL, "--shutdown-timeout", "5s")
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
@@ -83,6 +86,32 @@ func TestTraceAcrossSilos(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The placement node's and the silos' own metrics.
+	testutil.Eventually(t, 10*time.Second, "the placement metrics", func() error {
+		m := scrape(t, "http://127.0.0.1:"+strconv.Itoa(placementMetrics)+"/metrics")
+		for series, want := range map[string]float64{
+			"granary_placement_is_leader": 1, "granary_placement_members": 2, "granary_placement_silo_streams": 2,
+			`granary_placement_raft_state{state="Leader"}`: 1, `granary_placement_raft_state{state="Follower"}`: 0,
+		} {
+			if m[series] != want {
+				return fmt.Errorf("%s = %v, want %v", series, m[series], want)
+			}
+		}
+		for _, series := range []string{"granary_placement_table_version", "granary_placement_disseminated_version",
+			"granary_placement_dissemination_rounds_total", "granary_placement_dissemination_round_duration_seconds_count", "granary_placement_leader_changes_total"} {
+			if m[series] < 1 {
+				return fmt.Errorf("%s = %v, want at least 1", series, m[series])
+			}
+		}
+		return nil
+	})
+	for i, port := range siloMetrics {
+		m := scrape(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics")
+		if m["granary_silo_lease"] != 1 || m["granary_silo_table_members"] != 2 || m["granary_silo_table_version"] < 1 {
+			t.Errorf("silo %d: lease %v, members %v, version %v", i+1, m["granary_silo_lease"], m["granary_silo_table_members"], m["granary_silo_table_version"])
+		}
+	}
 
 	// Look for an inner actor owned by the other silo than the outer's.
 	for attempt := range 40 {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -591,8 +592,15 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+// spin burns d of this process's CPU time, however long that takes on a
+// loaded machine (a spin for d of wall time gets less CPU than d there).
 func spin(d time.Duration) {
-	for end := time.Now().Add(d); time.Now().Before(end); {
+	var ru syscall.Rusage
+	cpu := func() time.Duration {
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for end := cpu() + d; cpu() < end; {
 	}
 }
 
