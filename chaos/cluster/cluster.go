@@ -126,7 +126,8 @@ func (s *Silo) GatewayURL() string {
 func (s *Silo) spec(i int, logPath string) launch.Spec {
 	sd := s.sides[i]
 	argv := append([]string{s.siloArgs[0], "silo", "--id", s.Name, "--http-port", strconv.Itoa(sd.gatewayPort),
-		"--internal-addr", sd.internalAddr, "--app-url", "http://" + sd.appSpec.ReadyAddr}, s.siloArgs[1:]...)
+		"--internal-addr", sd.internalAddr, "--app-url", "http://" + sd.appSpec.ReadyAddr,
+		"--metrics-port", "0", "--grpc-port", "0"}, s.siloArgs[1:]...)
 	return launch.Spec{Name: s.Name, Argv: argv, LogPath: logPath, ReadyURL: sd.gatewayURL + "/v1.0/healthz"}
 }
 
@@ -220,7 +221,7 @@ func (c *Cluster) layout(ports []int) error {
 		dataDir := filepath.Join(cfg.RunDir, n.Name)
 		argv := []string{cfg.Granary, "placement", "--id", n.Name, "--raft-addr", n.RaftAddr, "--grpc-addr", n.GRPCAddr,
 			"--http-addr", strings.TrimSuffix(strings.TrimPrefix(n.StatusURL, "http://"), "/status"),
-			"--data-dir", dataDir, "--peers", strings.Join(peers, ",")}
+			"--data-dir", dataDir, "--peers", strings.Join(peers, ","), "--metrics-port", "0"}
 		n.spec = launch.Spec{Name: n.Name, Argv: append(argv, cfg.PlacementArgs...), DataDir: dataDir,
 			LogPath: logPath(n.Name), ReadyURL: n.StatusURL}
 	}

@@ -55,7 +55,7 @@ func startDev(t *testing.T, name string, args ...string) (p *testutil.Proc, base
 	t.Helper()
 	port := testutil.FreePort(t)
 	base = "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(granaryBin, append([]string{"dev", "--http-port", strconv.Itoa(port), "--data-dir", t.TempDir()}, args...)...)
+	cmd := exec.Command(granaryBin, append([]string{"dev", "--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--metrics-port", "0", "--grpc-port", "0"}, args...)...)
 	cmd.Env = testutil.Env()
 	p = testutil.Start(t, name, cmd)
 	p.WaitHTTP(t, base+"/v1.0/healthz", readyTimeout, wantStatus(http.StatusNoContent))

@@ -160,6 +160,7 @@ func (c *cluster) startGranaryAlone() {
 		"--app-url", fmt.Sprintf("counter=http://127.0.0.1:%d", c.appPort),
 		"--data-dir", c.dataDir,
 		"--shutdown-timeout", "10s",
+		"--metrics-port", "0", "--grpc-port", "0",
 	)
 	cmd.Args = append(cmd.Args, c.granaryArgs...)
 	cmd.Env = testutil.Env()

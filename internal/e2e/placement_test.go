@@ -59,7 +59,7 @@ func peerList(nodes []*placementNode) string {
 
 func (nd *placementNode) command(peers string, extra ...string) *exec.Cmd {
 	args := []string{"placement", "--id", nd.id, "--raft-addr", nd.raftAddr, "--grpc-addr", nd.grpcAddr,
-		"--http-addr", nd.httpAddr, "--data-dir", nd.dataDir, "--peers", peers}
+		"--http-addr", nd.httpAddr, "--data-dir", nd.dataDir, "--peers", peers, "--metrics-port", "0"}
 	cmd := exec.Command(granaryBin, append(args, extra...)...)
 	cmd.Env = testutil.Env()
 	return cmd
