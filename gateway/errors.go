@@ -29,6 +29,7 @@ const (
 	codeReminderDelete    = "ERR_ACTOR_REMINDER_DELETE"
 	codeTimerCreate       = "ERR_ACTOR_TIMER_CREATE"
 	codeRuntimeClosed     = "ERR_ACTOR_RUNTIME_CLOSED"
+	codeNotReady          = "ERR_HEALTH_NOT_READY"
 	codeUnauthorized      = "ERR_UNAUTHORIZED"
 	codeNotFound          = "ERR_NOT_FOUND"
 	codeMethodNotAllowed  = "ERR_METHOD_NOT_ALLOWED"

@@ -291,12 +291,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, segs []string) *apiError {
 		if e := onlyMethods(method, "GET"); e != nil {
 			return e
 		}
-		return s.healthz(ctx)
+		return s.healthz(ctx, false)
 	case len(segs) == 3 && segs[0] == "v1.0" && segs[1] == "healthz" && segs[2] == "outbound":
 		if e := onlyMethods(method, "GET"); e != nil {
 			return e
 		}
-		return s.healthz(ctx)
+		return s.healthz(ctx, true)
 	case len(segs) >= 3 && segs[0] == "v1.0" && segs[1] == "state":
 		return s.state(ctx, method, segs[2:])
 	case len(segs) >= 3 && segs[0] == "v1.0" && segs[1] == "publish":

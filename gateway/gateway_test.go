@@ -383,6 +383,12 @@ func TestHealthz(t *testing.T) {
 	f.readyErr = errors.New("silo s1 is shutting down")
 	resp = do(t, h, "GET", "/v1.0/healthz", "")
 	wantError(t, "healthz not ready", resp, 503, "ERR_ACTOR_RUNTIME_CLOSED", "silo s1 is shutting down")
+	wantError(t, "outbound healthz while shutting down", do(t, h, "GET", "/v1.0/healthz/outbound", ""), 503, "ERR_ACTOR_RUNTIME_CLOSED", "shutting down")
+
+	// While the silo starts, the API serves calls but the silo is not ready.
+	f.readyErr = fmt.Errorf("%w: silo s1 is registering its apps", silo.ErrStarting)
+	wantError(t, "healthz while starting", do(t, h, "GET", "/v1.0/healthz", ""), 503, "ERR_HEALTH_NOT_READY", "registering its apps")
+	wantStatus(t, "outbound healthz while starting", do(t, h, "GET", "/v1.0/healthz/outbound", ""), 204)
 }
 
 func TestMetadata(t *testing.T) {

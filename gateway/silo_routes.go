@@ -14,8 +14,18 @@ import (
 	"github.com/granaryhq/granary/silo"
 )
 
-func (s *Server) healthz(ctx *fasthttp.RequestCtx) *apiError {
-	if err := s.backend.Ready(); err != nil {
+// healthz answers /v1.0/healthz, and /v1.0/healthz/outbound when outbound:
+// that one reports only whether the API serves calls, so it is 204 while the
+// silo is still starting (registering its apps, reading their
+// subscriptions), as apps waiting on it before they start need.
+func (s *Server) healthz(ctx *fasthttp.RequestCtx, outbound bool) *apiError {
+	err := s.backend.Ready()
+	starting := errors.Is(err, silo.ErrStarting)
+	switch {
+	case err == nil, starting && outbound:
+	case starting:
+		return newError(http.StatusServiceUnavailable, codeNotReady, "not ready: "+err.Error())
+	default:
 		return newError(http.StatusServiceUnavailable, codeRuntimeClosed, "not ready: "+err.Error())
 	}
 	ctx.SetStatusCode(http.StatusNoContent)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/granaryhq/granary/actor"
@@ -42,8 +43,17 @@ type Config struct {
 	// Blocks, when set, describes the building blocks for metadata: the
 	// components served and the subscriptions of this silo's apps.
 	Blocks func() ([]Component, []Subscription)
-	Clock  clock.Clock
-	Logger *slog.Logger
+	// Starting, when set, makes Ready report ErrStarting until Started is
+	// called: the process serves its gateway while it registers its apps
+	// and reads their subscriptions, and is ready only once that is done.
+	Starting bool
+	// AppRegistered, when set, is called once RegisterApp has registered
+	// an app and before it returns, so that what the building blocks read
+	// from the app (its subscriptions) is in place when the registration
+	// is answered.
+	AppRegistered func(ctx context.Context, appID, url string)
+	Clock         clock.Clock
+	Logger        *slog.Logger
 }
 
 // Reminders is the reminder service as the silo uses it.
@@ -57,9 +67,10 @@ type Reminders interface {
 
 // Silo serves actor calls on one host.
 type Silo struct {
-	cfg Config
-	rt  *actor.Runtime
-	log *slog.Logger
+	cfg      Config
+	rt       *actor.Runtime
+	log      *slog.Logger
+	starting atomic.Bool
 }
 
 // New returns a silo.
@@ -76,8 +87,18 @@ func New(cfg Config) (*Silo, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Silo{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger}, nil
+	s := &Silo{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger}
+	s.starting.Store(cfg.Starting)
+	return s, nil
 }
+
+// ErrStarting is what Ready reports, wrapped, before Started is called on a
+// silo configured as Starting.
+var ErrStarting = errors.New("starting")
+
+// Started marks the end of startup: Ready reports nil from now on, until
+// the runtime closes.
+func (s *Silo) Started() { s.starting.Store(false) }
 
 // InputError marks an error caused by the content of a request (a bad
 // schedule, URL or field); the gateway answers it with 400.
@@ -186,6 +207,9 @@ func (s *Silo) RegisterApp(ctx context.Context, appID, url string) error {
 		// The URL answered, but not as an app: the request was wrong.
 		return InputError{err}
 	}
+	if err == nil && s.cfg.AppRegistered != nil {
+		s.cfg.AppRegistered(ctx, appID, url)
+	}
 	return err
 }
 
@@ -194,10 +218,15 @@ func (s *Silo) UnregisterApp(ctx context.Context, appID string) error {
 	return s.cfg.Apps.Unregister(ctx, appID)
 }
 
-// Ready reports whether the silo serves calls.
+// Ready reports whether the silo serves calls: not while it shuts down, and
+// not before Started when it was configured as Starting (the error then
+// wraps ErrStarting).
 func (s *Silo) Ready() error {
 	if s.rt.Closed() {
 		return fmt.Errorf("silo %s is shutting down", s.cfg.ID)
+	}
+	if s.starting.Load() {
+		return fmt.Errorf("%w: silo %s is registering its apps and reading their subscriptions", ErrStarting, s.cfg.ID)
 	}
 	return nil
 }

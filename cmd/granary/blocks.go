@@ -119,6 +119,18 @@ func (b *blockSet) syncLoop() {
 // registered at startup has its subscriptions before the first publish.
 func (b *blockSet) SyncNow() { b.syncOnce(nil) }
 
+// SyncApp reads the subscriptions of one app just registered, so that they
+// are in place when its registration is answered.
+func (b *blockSet) SyncApp(ctx context.Context, appID, url string) {
+	ctx, cancel := context.WithTimeout(ctx, subscriptionSync)
+	defer cancel()
+	for name, ps := range b.pubsubs {
+		if err := ps.SyncApp(ctx, appID, url); err != nil {
+			b.log.Warn("reading the app's subscriptions failed; trying again later", "app", appID, "pubsub", name, "err", err)
+		}
+	}
+}
+
 func (b *blockSet) syncOnce(known map[string]bool) {
 	ctx, cancel := context.WithTimeout(b.ctx, subscriptionSync)
 	defer cancel()

@@ -423,10 +423,12 @@ func TestMetadataIDOfAnAppWithoutID(t *testing.T) {
 
 // subscriberApp subscribes to topics and records what it receives.
 type subscriberApp struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  map[string][]map[string]any // by path
-	subs string
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    map[string][]map[string]any // by path
+	subs   string
+	delay  time.Duration // before answering GET /dapr/subscribe
+	config string        // the answer to GET /dapr/config; none is 404
 }
 
 func newSubscriberApp(t *testing.T, subscriptions string) *subscriberApp {
@@ -434,11 +436,20 @@ func newSubscriberApp(t *testing.T, subscriptions string) *subscriberApp {
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/dapr/subscribe":
+			a.mu.Lock()
+			delay := a.delay
+			a.mu.Unlock()
+			time.Sleep(delay)
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, a.subs)
 			return
 		case "/dapr/config":
-			http.NotFound(w, r)
+			if a.config == "" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, a.config)
 			return
 		case "/healthz":
 			return
@@ -461,6 +472,82 @@ func (a *subscriberApp) received(path string) []map[string]any {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.got[path])
+}
+
+// TestPublishOnceReadyReachesTheSubscriber: once granary dev reports ready
+// (healthz 204), and once a registration through the API is answered, the
+// app's subscriptions are known, so a message published at once is
+// delivered, however slowly the app answers GET /dapr/subscribe.
+func TestPublishOnceReadyReachesTheSubscriber(t *testing.T) {
+	const subs = `[{"pubsubname":"pubsub","topic":"orders","route":"/orders"}]`
+	t.Run("app given at startup", func(t *testing.T) {
+		app := newSubscriberApp(t, subs)
+		app.delay = 1500 * time.Millisecond
+		d := startDev(t, "--app-url", "shop="+app.srv.URL)
+		expect(t, "publish", d.do("POST", "/v1.0/publish/pubsub/orders", `{"n":1}`, "Content-Type", "application/json"), 204, "")
+		waitDelivered(t, app, "/orders", 1)
+	})
+	t.Run("app registered through the API", func(t *testing.T) {
+		app := newSubscriberApp(t, subs)
+		app.delay, app.config = 1500*time.Millisecond, `{"entities":[]}`
+		d := startDev(t)
+		expect(t, "register", d.do("PUT", "/v1.0-alpha1/apps/shop", `{"url":"`+app.srv.URL+`"}`), 204, "")
+		expect(t, "publish", d.do("POST", "/v1.0/publish/pubsub/orders", `{"n":1}`, "Content-Type", "application/json"), 204, "")
+		waitDelivered(t, app, "/orders", 1)
+	})
+	t.Run("outbound health while starting", func(t *testing.T) {
+		app := newSubscriberApp(t, subs)
+		app.delay = 3 * time.Second
+		port := testutil.FreePort(t)
+		base := "http://127.0.0.1:" + strconv.Itoa(port)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- runDev(ctx, []string{"--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--shutdown-timeout", "5s",
+				"--metrics-port", "0", "--grpc-port", "0", "--app-url", "shop=" + app.srv.URL}, io.Discard, io.Discard)
+		}()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("granary dev: %v", err)
+			}
+		}()
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+		defer client.CloseIdleConnections()
+		status := func(path string) int {
+			resp, err := client.Get(base + path)
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		testutil.Eventually(t, 10*time.Second, "outbound health", func() error {
+			if s := status("/v1.0/healthz/outbound"); s != http.StatusNoContent {
+				return fmt.Errorf("outbound healthz answered %d", s)
+			}
+			return nil
+		})
+		if s := status("/v1.0/healthz"); s != http.StatusServiceUnavailable {
+			t.Fatalf("healthz while the app's subscriptions are being read answered %d, want 503", s)
+		}
+		testutil.Eventually(t, 10*time.Second, "health", func() error {
+			if s := status("/v1.0/healthz"); s != http.StatusNoContent {
+				return fmt.Errorf("healthz answered %d", s)
+			}
+			return nil
+		})
+	})
+}
+
+func waitDelivered(t *testing.T, app *subscriberApp, path string, n int) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "the message delivered", func() error {
+		if got := len(app.received(path)); got != n {
+			return fmt.Errorf("%d messages delivered to %s, want %d", got, path, n)
+		}
+		return nil
+	})
 }
 
 func TestPubSubThroughDev(t *testing.T) {

@@ -285,7 +285,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var bks *blockSet
 	s, err := silo.New(silo.Config{ID: f.siloID, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Claim: placement.Held(), Logger: log,
-		Blocks: func() ([]silo.Component, []silo.Subscription) { return bks.Metadata() }})
+		Blocks:        func() ([]silo.Component, []silo.Subscription) { return bks.Metadata() },
+		Starting:      true,
+		AppRegistered: func(ctx context.Context, appID, url string) { bks.SyncApp(ctx, appID, url) }})
 	if err != nil {
 		return err
 	}
@@ -315,6 +317,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	bks.SyncNow()
 	claimHostedTypes(ctx, placement, rt, log)
+	s.Started()
 	printReady(stdout, scheme(gwTLS), ln.Addr().String(), grpcAddr, obs.addr, f, storeName, rt)
 
 	select {

@@ -311,6 +311,8 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	s, err := silo.New(silo.Config{ID: f.id, Runtime: rt, Apps: apps, Reminders: rem, StoreName: storeName, Logger: log,
 		RoutingWindow: f.routingWindow,
 		Blocks:        func() ([]silo.Component, []silo.Subscription) { return bks.Metadata() },
+		Starting:      true,
+		AppRegistered: func(ctx context.Context, appID, url string) { bks.SyncApp(ctx, appID, url) },
 		Placement: func() silo.PlacementStatus {
 			return clusterPlacementStatus(own, clientRef.Load(), incarnation)
 		}})
@@ -357,6 +359,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	bks.SyncNow()
+	s.Started()
 	publicHTTP := ln.Addr().String()
 	gone := make(chan string, 1)
 	client := placementclient.New(placementclient.Config{
