@@ -131,10 +131,9 @@ type TypeConfig struct {
 	IdleTimeout time.Duration
 	// DrainTimeout bounds how long in-flight turns may run during a drain.
 	DrainTimeout time.Duration
-	// DrainRebalanced drains actors whose owner moves before deactivating
-	// them. It is read from app configs and kept, but nothing uses it yet:
-	// actors move only once placement hands shards between silos, and the
-	// hand-over will honour it.
+	// DrainRebalanced lets the running turns of actors whose shard moves to
+	// another silo finish, up to DrainTimeout, before they are deactivated
+	// (see DeactivateShards); without it they are not waited for.
 	DrainRebalanced bool
 	// Reentrancy allows a call carrying the chain that holds the actor's turn
 	// to enter, up to MaxStackDepth nested turns.
