@@ -28,6 +28,7 @@ type clusterSilo struct {
 	httpPort     int
 	internalAddr string
 	appPort      int
+	grpcPort     int // the silo's gRPC API
 	app, proc    *testutil.Proc
 	starts       int
 	// procMu guards proc against the load's goroutines, which read it.
@@ -55,7 +56,7 @@ func newMultiSilo(t *testing.T, silos int) *multiSilo {
 	m.peers = peerList(m.nodes)
 	for i := range silos {
 		m.silos = append(m.silos, &clusterSilo{id: fmt.Sprintf("s%d", i+1), httpPort: testutil.FreePort(t),
-			internalAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), appPort: testutil.FreePort(t)})
+			internalAddr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), appPort: testutil.FreePort(t), grpcPort: testutil.FreePort(t)})
 	}
 	for _, nd := range m.nodes {
 		nd.start(t, m.peers)
@@ -89,7 +90,7 @@ func (m *multiSilo) startSilo(s *clusterSilo) {
 	cmd := exec.Command(granaryBin, "silo", "--id", s.id, "--placement", m.placementAddrs(),
 		"--http-port", strconv.Itoa(s.httpPort), "--internal-addr", s.internalAddr,
 		"--app-url", fmt.Sprintf("counter=http://127.0.0.1:%d", s.appPort), "--state-store", m.store,
-		"--shutdown-timeout", "10s", "--metrics-port", "0", "--grpc-port", "0")
+		"--shutdown-timeout", "10s", "--metrics-port", "0", "--grpc-port", strconv.Itoa(s.grpcPort))
 	cmd.Env = testutil.Env()
 	p := testutil.Start(m.t, fmt.Sprintf("%s#%d", s.id, s.starts), cmd)
 	p.WaitHTTP(m.t, s.base()+"/v1.0/healthz", readyTimeout, wantStatus(http.StatusNoContent))
