@@ -82,6 +82,10 @@ type Config struct {
 	// RaftStream, when set, makes the stream layer of the Raft transport
 	// from its listener (mutual TLS between the nodes); nil means plain TCP.
 	RaftStream func(ln net.Listener, advertise net.Addr) raft.StreamLayer
+
+	// wrapLogStore, in tests, stands between Raft and its log store (to
+	// make its writes fail as on a full disk).
+	wrapLogStore func(raft.LogStore) raft.LogStore
 }
 
 // Peer is one node of the placement cluster as Raft knows it.

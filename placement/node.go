@@ -242,7 +242,11 @@ func Open(cfg Config) (*Node, error) {
 
 	n.fsm = NewFSM(n.logger)
 	n.fsm.onClusterID = n.adoptClusterID
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	var logs raft.LogStore = store
+	if cfg.wrapLogStore != nil {
+		logs = cfg.wrapLogStore(store)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("placement node %s: starting Raft: %w", cfg.ID, err)
 	}
