@@ -189,3 +189,21 @@ func TestParseSiloPeerAddrs(t *testing.T) {
 		}
 	}
 }
+
+// A silo of a cluster refuses the embedded store, whose data one process
+// owns, and says what to give instead.
+func TestSiloRefusesTheEmbeddedStore(t *testing.T) {
+	for _, store := range []string{"", "bbolt", "embedded", " BBolt "} {
+		args := []string{"--id", "s1"}
+		if store != "" {
+			args = append(args, "--state-store", store)
+		}
+		_, err := parseSiloFlags(args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--state-store must name the cluster's shared store (redis://") {
+			t.Errorf("--state-store %q: %v, want refused, naming a redis:// store", store, err)
+		}
+	}
+	if _, err := parseSiloFlags([]string{"--id", "s1", "--state-store", "redis://127.0.0.1:6379/3"}, io.Discard); err != nil {
+		t.Errorf("a Redis store: %v", err)
+	}
+}
