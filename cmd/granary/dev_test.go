@@ -203,7 +203,11 @@ func TestSiloRefusesTheEmbeddedStore(t *testing.T) {
 			t.Errorf("--state-store %q: %v, want refused, naming a redis:// store", store, err)
 		}
 	}
-	if _, err := parseSiloFlags([]string{"--id", "s1", "--state-store", "redis://127.0.0.1:6379/3"}, io.Discard); err != nil {
-		t.Errorf("a Redis store: %v", err)
+	f, err := parseSiloFlags([]string{"--id", "s1", "--state-store", "redis://127.0.0.1:6379/3"}, io.Discard)
+	if err != nil || f.takeOver {
+		t.Errorf("a Redis store: %v, take-over %v (want off by default)", err, f != nil && f.takeOver)
+	}
+	if f, err := parseSiloFlags([]string{"--id", "s1", "--state-store", "redis://127.0.0.1:6379/3", "--take-over"}, io.Discard); err != nil || !f.takeOver {
+		t.Errorf("--take-over: %v", err)
 	}
 }

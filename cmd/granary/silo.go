@@ -46,6 +46,7 @@ type siloFlags struct {
 	routingWindow  time.Duration
 	leasePeriod    time.Duration
 	heartbeat      time.Duration
+	takeOver       bool
 	tls            tlsFlags
 }
 
@@ -62,6 +63,7 @@ func parseSiloFlags(args []string, stderr io.Writer) (*siloFlags, error) {
 	fs.DurationVar(&f.routingWindow, "routing-window", router.DefaultRoutingWindow, "how long a call waits for its actor's owner to be reachable before 503 (or 404 when no silo hosts the type)")
 	fs.DurationVar(&f.leasePeriod, "lease-period", membership.DefaultLeasePeriod, "how long an acknowledged heartbeat keeps the lease; must equal the placement nodes' --lease-period")
 	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 250*time.Millisecond, "how often the silo heartbeats to the placement leader")
+	fs.BoolVar(&f.takeOver, "take-over", false, "claim actor shards whose fence records belong to another cluster ID, as after placement was bootstrapped again on empty data without its old --cluster-id; make sure that cluster is gone (records of this cluster are never taken over)")
 	f.tls.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: granary silo [flags]\n\nRuns one silo of a cluster: it joins placement, hosts the actors of its apps, and serves the gateway.\n\nFlags:")
@@ -284,7 +286,8 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				c.ReportClaimRefused(v, key)
 			}
 		},
-		DrainTimeout: func(actorType string) time.Duration { return rt.DrainTimeout(actorType) },
+		DrainTimeout:          func(actorType string) time.Duration { return rt.DrainTimeout(actorType) },
+		TakeOverOtherClusters: f.takeOver,
 	})
 	defer own.Close()
 	rt, err = actor.New(actor.Config{Store: store, Placement: own, Logger: log, TurnWait: f.turnWait,

@@ -63,6 +63,11 @@ type Config struct {
 	// ReportNewer tells placement that a claim was refused by a newer
 	// record of this cluster, so it commits a version past it.
 	ReportNewer func(version uint64, fenceKey string)
+	// TakeOverOtherClusters makes claims win over the fence records of
+	// another cluster (a placement bootstrapped again on empty data without
+	// its old --cluster-id leaves them behind), which are otherwise refused,
+	// naming their holder. Records of this cluster are never taken over.
+	TakeOverOtherClusters bool
 	// PollInterval is how often a gaining shard's fence record is read
 	// while waiting for its release (default 50 ms).
 	PollInterval time.Duration
@@ -467,7 +472,7 @@ func (o *Ownership) free(t *table.Table, it statestore.Item) bool {
 
 // claim claims shards for c and returns those refused.
 func (o *Ownership) claim(t *table.Table, typ string, c statestore.Claim, shards []int, keys []string) (refusedShards []int) {
-	errs := statestore.ClaimShards(o.ctx, o.cfg.Store, keys, c, false)
+	errs := statestore.ClaimShards(o.ctx, o.cfg.Store, keys, c, o.cfg.TakeOverOtherClusters)
 	var won, stale []int
 	o.mu.Lock()
 	current := sameTable(o.tbl, t)
@@ -497,7 +502,12 @@ func (o *Ownership) claim(t *table.Table, typ string, c statestore.Claim, shards
 			if refused.Newer && o.cfg.ReportNewer != nil {
 				o.cfg.ReportNewer(refused.Holder.Version, keys[i])
 			}
-			o.log.Error("shard claim refused", "type", typ, "shard", s, "err", err)
+			if refused.OtherCluster && !o.cfg.TakeOverOtherClusters {
+				o.log.Error("shard claim refused: another cluster's record holds it; if that cluster is gone for good, start the silos with --take-over",
+					"type", typ, "shard", s, "err", err)
+			} else {
+				o.log.Error("shard claim refused", "type", typ, "shard", s, "err", err)
+			}
 			refusedShards = append(refusedShards, s)
 		default:
 			o.log.Warn("shard claim failed; retrying", "type", typ, "shard", s, "err", err)

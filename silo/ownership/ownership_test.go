@@ -372,3 +372,42 @@ func TestUnlockOfARerunRoundClaimsWhatTheFirstUpdateGave(t *testing.T) {
 		return a.o.Status().Shards["T"]["held"] == statestore.ShardCount
 	})
 }
+
+// Fence records of another cluster are refused, unless the silo takes over
+// other clusters' records; records of its own cluster never are taken over.
+func TestOtherClustersRecordsAreTakenOverOnlyWhenAsked(t *testing.T) {
+	for _, takeOver := range []bool{false, true} {
+		t.Run(fmt.Sprintf("take over %v", takeOver), func(t *testing.T) {
+			store := memstore.New()
+			id := actor.ID{Type: "T", ID: "x"}
+			key := statestore.ShardFenceKey("T", statestore.ShardOf("T", "x"))
+			old := statestore.Claim{Cluster: "c0", Version: 7, Silo: "old", Incarnation: "i0"}
+			if err := statestore.ClaimShard(context.Background(), store, key, old, false); err != nil {
+				t.Fatal(err)
+			}
+			a := &silo{h: &hooks{}, self: table.Owner{ID: "a", Incarnation: "inc-a"}}
+			a.lease.Store(true)
+			a.o = New(Config{Self: a.self, Store: store, Lease: a.lease.Load, Hooks: a.h, TakeOverOtherClusters: takeOver,
+				DrainTimeout: func(string) time.Duration { return time.Hour }, PollInterval: 10 * time.Millisecond})
+			t.Cleanup(a.o.Close)
+			round(t, tableOf(t, 1, a), a)
+			// Every other shard is claimed; the refused one stays gaining.
+			eventually(t, 5*time.Second, "every other shard claimed", func() bool {
+				return a.o.Status().Shards["T"]["held"] >= statestore.ShardCount-1
+			})
+			item, err := store.Get(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if takeOver {
+				if !claimed(a, id) || string(item.Value) == string(old.HeldRecord()) {
+					t.Fatalf("with the take-over: claimed %v, record %q; want the shard claimed over cluster c0's record", claimed(a, id), item.Value)
+				}
+				return
+			}
+			if claimed(a, id) || string(item.Value) != string(old.HeldRecord()) {
+				t.Fatalf("without the take-over: claimed %v, record %q; want cluster c0's record kept and the shard not served", claimed(a, id), item.Value)
+			}
+		})
+	}
+}
