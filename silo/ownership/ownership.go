@@ -18,6 +18,11 @@
 //     drain it (in-flight turns finish, timers stop, reminder writes flush,
 //     actors deactivate), then the fence record is released.
 //
+// A silo that adopts a table past one it missed (a version skipped: it was
+// not a member of the rounds between) reads the fence records of the shards
+// it holds, and treats as gaining those whose record no longer holds its
+// claim: a silo of the missed tables claimed them meanwhile.
+//
 // A shard in the moving set of a lock starts no turn until the update. Turns
 // also need a fresh lease: without one the silo suspends (Claim refuses) but
 // keeps every state, and resumes when the lease returns.
@@ -292,6 +297,9 @@ func (o *Ownership) update(t *table.Table) {
 		o.mu.Unlock()
 		return
 	}
+	// A table skipped means rounds this silo was not part of: a silo of
+	// those tables may have claimed shards it still holds.
+	missed := o.tbl != nil && t.Version > o.tbl.Version+1
 	lost := map[string][]int{}
 	for _, mv := range table.Moves(o.tbl, t) {
 		ts := o.typeOf(mv.Type)
@@ -322,6 +330,59 @@ func (o *Ownership) update(t *table.Table) {
 	for typ, shards := range lost {
 		o.handovers.Add(1)
 		go o.handOver(typ, shards)
+	}
+	if missed {
+		o.handovers.Add(1)
+		go o.recheckHeld(t)
+	}
+}
+
+// recheckHeld reads the fence records of the shards held under t and claims
+// again, as gained in t, those whose record no longer holds this silo's
+// claim: after tables this silo missed, another silo may have claimed them,
+// and every write under the old claim would be refused.
+func (o *Ownership) recheckHeld(t *table.Table) {
+	defer o.handovers.Done()
+	o.mu.RLock()
+	byType := map[string][]int{}
+	for typ, ts := range o.types {
+		for i := range ts.shards {
+			if ts.shards[i].phase == held {
+				byType[typ] = append(byType[typ], i)
+			}
+		}
+	}
+	o.mu.RUnlock()
+	for typ, shards := range byType {
+		keys := make([]string, len(shards))
+		for i, s := range shards {
+			keys[i] = statestore.ShardFenceKey(typ, s)
+		}
+		items, err := o.cfg.Store.BulkGet(o.ctx, keys)
+		if err != nil {
+			o.log.Warn("reading the fence records of held shards after a missed table failed", "type", typ, "err", err)
+			continue
+		}
+		var stale []int
+		o.mu.Lock()
+		if !sameTable(o.tbl, t) {
+			o.mu.Unlock()
+			return // a newer table: its own update decides
+		}
+		ts := o.typeOf(typ)
+		for i, s := range shards {
+			sh := &ts.shards[s]
+			if sh.phase == held && string(items[i].Value) != string(sh.claim.HeldRecord()) {
+				*sh = shard{phase: gaining}
+				stale = append(stale, s)
+			}
+		}
+		o.mu.Unlock()
+		if len(stale) > 0 {
+			o.log.Warn("shards claimed by another silo in tables this silo missed; claiming them again", "type", typ, "shards", len(stale), "version", t.Version)
+			o.handovers.Add(1)
+			go o.claimGained(t, typ, stale, o.cfg.Clock.Now())
+		}
 	}
 }
 

@@ -411,3 +411,46 @@ func TestOtherClustersRecordsAreTakenOverOnlyWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+// A silo that missed a table (not a member of it, say, while placement was
+// bootstrapped again) may hold shards whose fence records a silo of that
+// table claimed meanwhile. When the next table it adopts gives them back,
+// it claims them again under that table instead of running turns under its
+// old claim, whose every write the store would refuse.
+func TestAMissedTableLeavesNoStaleClaim(t *testing.T) {
+	store := memstore.New()
+	a := newSilo(t, store, "a", time.Hour)
+	round(t, tableOf(t, 1, a), a)
+	eventually(t, 5*time.Second, "a claims every shard", func() bool {
+		return a.o.Status().Shards["T"]["held"] == statestore.ShardCount
+	})
+	id := actor.ID{Type: "T", ID: "x"}
+	key := statestore.ShardFenceKey("T", statestore.ShardOf("T", "x"))
+	// Table 2, which a never saw, gave x's shard to b, which claimed it and
+	// released it again when table 3 gave everything back to a.
+	b := statestore.Claim{Cluster: "c1", Version: 2, Silo: "b", Incarnation: "inc-b"}
+	if err := statestore.ClaimShard(context.Background(), store, key, b, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := statestore.ReleaseShard(context.Background(), store, key, b); err != nil {
+		t.Fatal(err)
+	}
+	round(t, tableOf(t, 3, a), a)
+	want := statestore.Claim{Cluster: "c1", Version: 3, Silo: "a", Incarnation: "inc-a"}
+	eventually(t, 5*time.Second, "x's shard claimed again under table 3", func() bool {
+		c, err := a.o.Claim(context.Background(), id)
+		return err == nil && c == want
+	})
+	item, err := store.Get(context.Background(), key)
+	if err != nil || string(item.Value) != string(want.HeldRecord()) {
+		t.Fatalf("fence record %q (%v), want %q", item.Value, err, want.HeldRecord())
+	}
+	// The shards nobody else claimed keep their claim.
+	other := actorOn(t, tableOf(t, 3, a), a)
+	for statestore.ShardOf("T", other.ID) == statestore.ShardOf("T", "x") {
+		other.ID += "0"
+	}
+	if c, err := a.o.Claim(context.Background(), other); err != nil || c.Version != 1 {
+		t.Fatalf("a shard whose record still holds a's claim: %+v, %v; want it kept at version 1", c, err)
+	}
+}
