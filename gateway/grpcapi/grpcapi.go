@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -125,8 +124,7 @@ func (s *Server) authorize(ctx context.Context) error {
 	if s.cfg.APIToken == "" {
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	got := md.Get("dapr-api-token")
+	got := metadata.ValueFromIncomingContext(ctx, "dapr-api-token")
 	if len(got) == 0 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(s.cfg.APIToken)) != 1 {
 		return errorOf(answer{status: http.StatusUnauthorized,
 			body: mustJSON(map[string]string{"errorCode": "ERR_UNAUTHORIZED", "message": "missing or wrong dapr-api-token metadata"})})
@@ -143,11 +141,14 @@ type call struct {
 	body   []byte
 }
 
-// answer is the HTTP API's answer to a call.
+// answer is the HTTP API's answer to a call, with the only response
+// fields a method reads.
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status      int
+	contentType string
+	etag        string
+	ttlExpire   string // Metadata.ttlExpireTime
+	body        []byte
 }
 
 // do runs c through the gateway. A status outside 2xx is an error.
@@ -158,45 +159,63 @@ func (s *Server) do(ctx context.Context, c call) (answer, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	var uri strings.Builder
+	var buf [256]byte
+	uri := buf[:0]
 	for _, seg := range c.path {
-		uri.WriteByte('/')
-		uri.WriteString(url.PathEscape(seg))
+		uri = append(uri, '/')
+		uri = appendPathSegment(uri, seg)
 	}
 	if len(c.query) > 0 {
-		uri.WriteByte('?')
-		uri.WriteString(c.query.Encode())
+		uri = append(uri, '?')
+		uri = append(uri, c.query.Encode()...)
 	}
 	req.Header.SetMethod(c.method)
-	req.SetRequestURI(uri.String())
+	req.SetRequestURIBytes(uri)
 	for _, h := range c.header {
 		req.Header.Set(h[0], h[1])
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if tp := md.Get("traceparent"); len(tp) > 0 {
-			req.Header.Set("traceparent", tp[0])
-		}
+	if tp := metadata.ValueFromIncomingContext(ctx, "traceparent"); len(tp) > 0 {
+		req.Header.Set("traceparent", tp[0])
 	}
 	if c.body != nil {
 		req.SetBodyRaw(c.body)
 	}
 	s.cfg.Gateway.Dispatch(req, resp)
-	a := answer{status: resp.StatusCode(), header: http.Header{}, body: bytes.Clone(resp.Body())}
 	// Only the fields a method reads; copying all of them costs more than
 	// the rest of a small call.
-	for _, name := range answerFields {
-		if v := resp.Header.Peek(name); len(v) > 0 {
-			a.header.Set(name, string(v))
-		}
-	}
+	a := answer{status: resp.StatusCode(), body: bytes.Clone(resp.Body()),
+		contentType: string(resp.Header.ContentType()),
+		etag:        string(resp.Header.Peek("ETag")),
+		ttlExpire:   string(resp.Header.Peek("Metadata.ttlExpireTime"))}
 	if a.status < 200 || a.status > 299 {
 		return a, errorOf(a)
 	}
 	return a, nil
 }
 
-// answerFields are the response fields the methods read.
-var answerFields = []string{"Content-Type", "ETag", "Metadata.ttlExpireTime"}
+// appendPathSegment appends seg escaped as url.PathEscape escapes it,
+// without allocating when it needs no escape.
+func appendPathSegment(dst []byte, seg string) []byte {
+	for i := 0; i < len(seg); i++ {
+		if !pathUnreserved(seg[i]) {
+			return append(dst, url.PathEscape(seg)...)
+		}
+	}
+	return append(dst, seg...)
+}
+
+// pathUnreserved reports whether url.PathEscape leaves c as it is.
+func pathUnreserved(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '_', '.', '~', '$', '&', '+', ':', '=', '@':
+		return true
+	}
+	return false
+}
 
 // errorOf turns an HTTP error answer into a gRPC status with the error code
 // as its ErrorInfo reason.

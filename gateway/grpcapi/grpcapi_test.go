@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"net/url"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -27,5 +28,17 @@ func TestJSONValue(t *testing.T) {
 	}
 	if jsonValue(nil) != nil {
 		t.Error("jsonValue(nil) is not nil")
+	}
+}
+
+func TestAppendPathSegmentEscapesAsPathEscape(t *testing.T) {
+	segs := []string{"", "a", "Echo", "a/1", "a b", "100%", "é", "a,b;c?d", "x:y@z=w&v+u$t", "-_.~", "\x00\xff"}
+	for c := range 256 {
+		segs = append(segs, string([]byte{byte(c)}), "a"+string([]byte{byte(c)})+"b")
+	}
+	for _, seg := range segs {
+		if got, want := string(appendPathSegment([]byte("/"), seg)), "/"+url.PathEscape(seg); got != want {
+			t.Errorf("appendPathSegment(%q) = %q, want %q", seg, got, want)
+		}
 	}
 }

@@ -59,7 +59,7 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 	if err != nil {
 		return nil, err
 	}
-	return &commonv1.InvokeResponse{Data: &anypb.Any{Value: a.body}, ContentType: a.header.Get("Content-Type")}, nil
+	return &commonv1.InvokeResponse{Data: &anypb.Any{Value: a.body}, ContentType: a.contentType}, nil
 }
 
 // GetMetadata implements runtimev1.DaprServer.

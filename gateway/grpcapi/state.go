@@ -96,8 +96,8 @@ func (s *Server) GetState(ctx context.Context, in *runtimev1.GetStateRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	out := &runtimev1.GetStateResponse{Data: a.body, Etag: a.header.Get("ETag")}
-	if exp := a.header.Get("Metadata.ttlExpireTime"); exp != "" {
+	out := &runtimev1.GetStateResponse{Data: a.body, Etag: a.etag}
+	if exp := a.ttlExpire; exp != "" {
 		out.Metadata = map[string]string{"ttlExpireTime": exp}
 	}
 	return out, nil
