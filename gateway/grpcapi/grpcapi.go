@@ -184,7 +184,7 @@ func (s *Server) do(ctx context.Context, c call) (answer, error) {
 	// Only the fields a method reads; copying all of them costs more than
 	// the rest of a small call.
 	a := answer{status: resp.StatusCode(), body: bytes.Clone(resp.Body()),
-		contentType: string(resp.Header.ContentType()),
+		contentType: string(resp.Header.Peek("Content-Type")),
 		etag:        string(resp.Header.Peek("ETag")),
 		ttlExpire:   string(resp.Header.Peek("Metadata.ttlExpireTime"))}
 	if a.status < 200 || a.status > 299 {
