@@ -124,6 +124,12 @@ func (b *blockSet) SyncNow() { b.syncOnce(nil) }
 func (b *blockSet) SyncApp(ctx context.Context, appID, url string) {
 	ctx, cancel := context.WithTimeout(ctx, subscriptionSync)
 	defer cancel()
+	b.syncApp(ctx, appID, url)
+}
+
+// syncApp reads an app's subscriptions for every pub/sub; a failure is
+// logged, and the next sync tries again.
+func (b *blockSet) syncApp(ctx context.Context, appID, url string) {
 	for name, ps := range b.pubsubs {
 		if err := ps.SyncApp(ctx, appID, url); err != nil {
 			b.log.Warn("reading the app's subscriptions failed; trying again later", "app", appID, "pubsub", name, "err", err)
@@ -142,11 +148,7 @@ func (b *blockSet) syncOnce(known map[string]bool) {
 		if !a.Healthy && known != nil {
 			continue
 		}
-		for name, ps := range b.pubsubs {
-			if err := ps.SyncApp(ctx, a.ID, a.URL); err != nil {
-				b.log.Warn("reading the app's subscriptions failed; trying again later", "app", a.ID, "pubsub", name, "err", err)
-			}
-		}
+		b.syncApp(ctx, a.ID, a.URL)
 	}
 	if known == nil {
 		return

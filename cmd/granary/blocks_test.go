@@ -27,6 +27,7 @@ type devServer struct {
 	base   string
 	client *http.Client
 	logs   *lockedBuffer
+	done   chan error // runDev's return
 }
 
 type lockedBuffer struct {
@@ -46,19 +47,28 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startDev runs granary dev with args on a free port until the test ends.
+// startDev runs granary dev with args on a free port until the test ends,
+// and waits until it is ready.
 func startDev(t *testing.T, args ...string) *devServer {
 	t.Helper()
+	d := launchDev(t, args...)
+	d.waitHealth(t, "/v1.0/healthz")
+	return d
+}
+
+// launchDev runs granary dev with args on a free port until the test ends,
+// without waiting for it.
+func launchDev(t *testing.T, args ...string) *devServer {
+	t.Helper()
 	port := testutil.FreePort(t)
-	d := &devServer{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), logs: &lockedBuffer{},
+	d := &devServer{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port), logs: &lockedBuffer{}, done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	all := append([]string{"--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--shutdown-timeout", "5s", "--metrics-port", "0"}, args...)
-	go func() { done <- runDev(ctx, all, io.Discard, d.logs) }()
+	go func() { d.done <- runDev(ctx, all, io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := <-d.done; err != nil {
 			t.Errorf("granary dev: %v", err)
 		}
 		d.client.CloseIdleConnections()
@@ -66,24 +76,34 @@ func startDev(t *testing.T, args ...string) *devServer {
 			t.Logf("granary dev log:\n%s", d.logs.String())
 		}
 	})
-	testutil.Eventually(t, 20*time.Second, "granary dev to answer", func() error {
+	return d
+}
+
+// status is the status a GET of path answers, 0 when it gets no answer.
+func (d *devServer) status(path string) int {
+	resp, err := d.client.Get(d.base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitHealth waits until the health route path answers 204.
+func (d *devServer) waitHealth(t *testing.T, path string) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, "granary dev to answer "+path, func() error {
 		select {
-		case err := <-done:
-			done <- err
+		case err := <-d.done:
+			d.done <- err
 			return fmt.Errorf("granary dev exited: %v\n%s", err, d.logs.String())
 		default:
 		}
-		resp, err := d.client.Get(d.base + "/v1.0/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("healthz answered %d", resp.StatusCode)
+		if got := d.status(path); got != http.StatusNoContent {
+			return fmt.Errorf("%s answered %d", path, got)
 		}
 		return nil
 	})
-	return d
 }
 
 type answer struct {
@@ -498,45 +518,12 @@ func TestPublishOnceReadyReachesTheSubscriber(t *testing.T) {
 	t.Run("outbound health while starting", func(t *testing.T) {
 		app := newSubscriberApp(t, subs)
 		app.delay = 3 * time.Second
-		port := testutil.FreePort(t)
-		base := "http://127.0.0.1:" + strconv.Itoa(port)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- runDev(ctx, []string{"--http-port", strconv.Itoa(port), "--data-dir", t.TempDir(), "--shutdown-timeout", "5s",
-				"--metrics-port", "0", "--grpc-port", "0", "--app-url", "shop=" + app.srv.URL}, io.Discard, io.Discard)
-		}()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("granary dev: %v", err)
-			}
-		}()
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-		defer client.CloseIdleConnections()
-		status := func(path string) int {
-			resp, err := client.Get(base + path)
-			if err != nil {
-				return 0
-			}
-			resp.Body.Close()
-			return resp.StatusCode
-		}
-		testutil.Eventually(t, 10*time.Second, "outbound health", func() error {
-			if s := status("/v1.0/healthz/outbound"); s != http.StatusNoContent {
-				return fmt.Errorf("outbound healthz answered %d", s)
-			}
-			return nil
-		})
-		if s := status("/v1.0/healthz"); s != http.StatusServiceUnavailable {
+		d := launchDev(t, "--grpc-port", "0", "--app-url", "shop="+app.srv.URL)
+		d.waitHealth(t, "/v1.0/healthz/outbound")
+		if s := d.status("/v1.0/healthz"); s != http.StatusServiceUnavailable {
 			t.Fatalf("healthz while the app's subscriptions are being read answered %d, want 503", s)
 		}
-		testutil.Eventually(t, 10*time.Second, "health", func() error {
-			if s := status("/v1.0/healthz"); s != http.StatusNoContent {
-				return fmt.Errorf("healthz answered %d", s)
-			}
-			return nil
-		})
+		d.waitHealth(t, "/v1.0/healthz")
 	})
 }
 

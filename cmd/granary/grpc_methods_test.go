@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,81 +23,39 @@ import (
 	"github.com/granaryhq/granary/internal/testutil"
 )
 
-// timerFire is one timer callback an app received.
-type timerFire struct {
-	method, actor, name string
-	body                map[string]any
-}
-
-// clockApp hosts the actor type Clock and records its timer callbacks.
-type clockApp struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	fires []timerFire
-}
-
-func newClockApp(t *testing.T) *clockApp {
-	a := &clockApp{}
-	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		switch {
-		case r.URL.Path == "/dapr/config":
-			io.WriteString(w, `{"entities":["Clock"]}`)
-		case r.URL.Path == "/healthz":
-		case len(segs) == 6 && segs[0] == "actors" && segs[1] == "Clock" && segs[3] == "method" && segs[4] == "timer":
-			var body map[string]any
-			json.NewDecoder(r.Body).Decode(&body)
-			a.mu.Lock()
-			a.fires = append(a.fires, timerFire{method: r.Method, actor: segs[2], name: segs[5], body: body})
-			a.mu.Unlock()
-		case len(segs) >= 3 && segs[0] == "actors" && segs[1] == "Clock":
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-func (a *clockApp) fired() []timerFire {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]timerFire(nil), a.fires...)
-}
-
 // TestGRPCActorTimer: a timer registered with RegisterActorTimer fires as
 // the actor callback protocol says (PUT .../method/timer/{name} with its
 // data and callback), and stops firing after UnregisterActorTimer.
 func TestGRPCActorTimer(t *testing.T) {
-	app := newClockApp(t)
-	_, addr := startDevGRPC(t, "--app-url", "clock="+app.srv.URL)
+	app := newTickApp(t)
+	_, addr := startDevGRPC(t, "--app-url", "tick="+app.srv.URL)
 	c := dialGRPC(t, addr)
 	ctx := context.Background()
-	if _, err := c.RegisterActorTimer(ctx, &runtimev1.RegisterActorTimerRequest{ActorType: "Clock", ActorId: "c1", Name: "tick",
+	if _, err := c.RegisterActorTimer(ctx, &runtimev1.RegisterActorTimerRequest{ActorType: "Tick", ActorId: "c1", Name: "tick",
 		DueTime: "0s", Period: "100ms", Callback: "onTick", Data: []byte(`{"n":1}`)}); err != nil {
 		t.Fatalf("RegisterActorTimer: %v", err)
 	}
 	testutil.Eventually(t, 10*time.Second, "the timer to fire twice", func() error {
-		if n := len(app.fired()); n < 2 {
+		if n := len(app.timerFires()); n < 2 {
 			return fmt.Errorf("%d fires", n)
 		}
 		return nil
 	})
-	f := app.fired()[0]
+	f := app.timerFires()[0]
 	if f.method != http.MethodPut || f.actor != "c1" || f.name != "tick" || f.body["callback"] != "onTick" || f.body["period"] != "100ms" {
 		t.Fatalf("timer callback %+v", f)
 	}
 	if data, _ := f.body["data"].(map[string]any); data["n"] != float64(1) {
 		t.Fatalf("timer data %v, want {\"n\":1}", f.body["data"])
 	}
-	if _, err := c.UnregisterActorTimer(ctx, &runtimev1.UnregisterActorTimerRequest{ActorType: "Clock", ActorId: "c1", Name: "tick"}); err != nil {
+	if _, err := c.UnregisterActorTimer(ctx, &runtimev1.UnregisterActorTimerRequest{ActorType: "Tick", ActorId: "c1", Name: "tick"}); err != nil {
 		t.Fatalf("UnregisterActorTimer: %v", err)
 	}
 	// A fire already under way may still land; none may after it.
 	time.Sleep(200 * time.Millisecond)
-	before := len(app.fired())
+	before := len(app.timerFires())
 	time.Sleep(500 * time.Millisecond)
-	if after := len(app.fired()); after != before {
+	if after := len(app.timerFires()); after != before {
 		t.Fatalf("the timer fired %d more times after UnregisterActorTimer", after-before)
 	}
 }

@@ -33,13 +33,20 @@ import (
 	"github.com/granaryhq/granary/internal/testutil"
 )
 
-// tickApp hosts the actor type Tick: a method answers what it was sent, and
-// reminder fires are counted.
+// tickApp hosts the actor type Tick: a method answers what it was sent,
+// reminder fires are counted and timer callbacks recorded.
 type tickApp struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	fires map[string]int
-	got   []map[string]any // events received on /events
+	srv    *httptest.Server
+	mu     sync.Mutex
+	fires  map[string]int
+	timers []timerFire
+	got    []map[string]any // events received on /events
+}
+
+// timerFire is one timer callback an app received.
+type timerFire struct {
+	method, actor, name string
+	body                map[string]any
 }
 
 func newTickApp(t *testing.T) *tickApp {
@@ -60,6 +67,13 @@ func newTickApp(t *testing.T) *tickApp {
 		case strings.HasPrefix(r.URL.Path, "/actors/Tick/") && strings.Contains(r.URL.Path, "/method/remind/"):
 			a.mu.Lock()
 			a.fires[strings.Split(r.URL.Path, "/")[3]]++
+			a.mu.Unlock()
+		case strings.HasPrefix(r.URL.Path, "/actors/Tick/") && strings.Contains(r.URL.Path, "/method/timer/"):
+			segs := strings.Split(r.URL.Path, "/") // "", actors, Tick, id, method, timer, name
+			var body map[string]any
+			json.NewDecoder(r.Body).Decode(&body)
+			a.mu.Lock()
+			a.timers = append(a.timers, timerFire{method: r.Method, actor: segs[3], name: segs[len(segs)-1], body: body})
 			a.mu.Unlock()
 		case strings.HasPrefix(r.URL.Path, "/actors/Tick/") && r.Method == "DELETE":
 		case strings.HasPrefix(r.URL.Path, "/actors/Tick/"):
@@ -82,6 +96,12 @@ func (a *tickApp) firesOf(id string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.fires[id]
+}
+
+func (a *tickApp) timerFires() []timerFire {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.timers)
 }
 
 // startDevGRPC runs granary dev with the gRPC API on a free port.

@@ -41,12 +41,14 @@ func (s *Server) BulkPublishEventAlpha1(ctx context.Context, in *runtimev1.BulkP
 	}
 	entries := make([]entry, 0, len(in.GetEntries()))
 	for _, e := range in.GetEntries() {
-		ev := jsonValue(e.GetEvent())
+		// With a content type, the event goes as a JSON string, which the
+		// HTTP route publishes as its bytes under that type, as Dapr does
+		// (as JSON, a string event would lose its quotes).
+		var ev json.RawMessage
 		if e.GetContentType() != "" {
-			// As a JSON string the HTTP route publishes the bytes
-			// themselves under the content type given, as Dapr does;
-			// as JSON, a string event would lose its quotes.
 			ev = mustJSON(string(e.GetEvent()))
+		} else {
+			ev = jsonValue(e.GetEvent())
 		}
 		if ev == nil {
 			ev = json.RawMessage(`""`)
