@@ -21,13 +21,9 @@ import (
 )
 
 // Defaults of Options, chosen for small machines (two cores, a few thousand
-// fsyncs a second). A bbolt commit costs two fdatasyncs, 1.5–2 ms there. The
-// batch delay is about one commit: a shorter delay splits concurrent writers
-// over several batches queued behind the running commit, a longer one only
-// adds to every writer's latency.
+// fsyncs a second), where a bbolt commit costs two fdatasyncs, 1.5–3 ms.
 const (
 	DefaultMaxBatchSize  = 128
-	DefaultMaxBatchDelay = time.Millisecond
 	DefaultSweepInterval = 30 * time.Second
 	DefaultLockTimeout   = time.Second
 )
@@ -44,11 +40,14 @@ var ErrInUse = errors.New("in use by another process")
 
 // Options tunes a Store. The zero value gives the defaults.
 type Options struct {
-	// MaxBatchSize is how many concurrent Transact calls at most share one
-	// commit. Zero means DefaultMaxBatchSize.
+	// MaxBatchSize is how many concurrent writes at most share one commit.
+	// Zero means DefaultMaxBatchSize.
 	MaxBatchSize int
-	// MaxBatchDelay is how long a commit waits for more calls to join it.
-	// It adds to the latency of a lone writer. Zero means DefaultMaxBatchDelay.
+	// MaxBatchDelay is how long a commit that starts on an idle store waits
+	// for more writes to join it. Zero, the default, waits not at all: the
+	// writes that arrive while a commit runs share the next one anyway, so a
+	// delay only adds to every writer's latency. Tests set it to make
+	// concurrent writers share a commit for certain.
 	MaxBatchDelay time.Duration
 	// SweepInterval is how often expired keys are deleted from the file (they
 	// are invisible from their expiry on regardless). Zero means
@@ -67,8 +66,8 @@ func (o Options) withDefaults() Options {
 	if o.MaxBatchSize <= 0 {
 		o.MaxBatchSize = DefaultMaxBatchSize
 	}
-	if o.MaxBatchDelay <= 0 {
-		o.MaxBatchDelay = DefaultMaxBatchDelay
+	if o.MaxBatchDelay < 0 {
+		o.MaxBatchDelay = 0
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
@@ -102,11 +101,12 @@ var (
 
 // Store is a statestore.Store in one bbolt file. It is safe for concurrent use.
 type Store struct {
-	db    *bolt.DB
-	path  string
-	opts  Options
-	clock clock.Clock
-	log   *slog.Logger
+	db      *bolt.DB
+	commits *committer // every write transaction goes through it
+	path    string
+	opts    Options
+	clock   clock.Clock
+	log     *slog.Logger
 
 	// life is held shared by every call and exclusively by Close, so Close
 	// waits for calls in flight and later calls see closed.
@@ -141,14 +141,13 @@ func open(path string, opts Options, swept chan int) (*Store, error) {
 	// Every commit is fsynced: durability of acknowledged writes is the
 	// store's promise.
 	db.NoSync = false
-	db.MaxBatchSize = opts.MaxBatchSize
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	if err := db.Update(initFile); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	s := &Store{
 		db:        db,
+		commits:   newCommitter(db, opts.MaxBatchSize, opts.MaxBatchDelay, opts.Clock),
 		path:      path,
 		opts:      opts,
 		clock:     opts.Clock,
@@ -219,7 +218,8 @@ func (s *Store) enter(ctx context.Context, op string) error {
 	return nil
 }
 
-// Close waits for calls in flight, stops the sweeper and closes the file.
+// Close waits for calls in flight, stops the sweeper and the committer and
+// closes the file.
 // Calls after Close fail with statestore.ErrClosed; Close itself may be
 // called again.
 func (s *Store) Close() error {
@@ -232,6 +232,7 @@ func (s *Store) Close() error {
 	s.life.Unlock()
 	close(s.stopSweep)
 	<-s.sweepDone
+	s.commits.close()
 	if err := s.db.Close(); err != nil {
 		return s.fail("close", err)
 	}

@@ -516,3 +516,40 @@ func TestFailedCallIsRetriedAlone(t *testing.T) {
 		t.Errorf("the ETag sequence is at %d after %d puts", seq, writers)
 	}
 }
+
+// TestWritesQueuedDuringACommitShareTheNext holds one commit open while
+// writers arrive a few milliseconds apart, as requests across a network do:
+// all of them must share the next commit, not be cut into batches by a timer
+// and queued one behind another, each with a commit of its own.
+func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
+	s := openTemp(t, Options{})
+	release := make(chan struct{})
+	s.applyHook = func(op statestore.Op) error {
+		if op.Key == "slow" {
+			<-release
+		}
+		return nil
+	}
+	ctx := context.Background()
+	before := txID(t, s)
+	var wg sync.WaitGroup
+	wg.Go(func() { mustTransact(t, s, put("slow", "v")) })
+	time.Sleep(5 * time.Millisecond) // the slow write's commit has started
+	const writers = 8
+	for w := range writers {
+		wg.Go(func() {
+			if err := s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{put("w"+strconv.Itoa(w), "v")}}); err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
+		})
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	// One commit for the slow write and one for the rest; a straggler
+	// scheduled late may need a third.
+	if commits := txID(t, s) - before; commits > 3 {
+		t.Errorf("a held commit and %d writers queued behind it made %d commits; want 2", writers, commits)
+	}
+}

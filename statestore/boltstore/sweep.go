@@ -52,7 +52,7 @@ func (s *Store) sweep() (int, error) {
 		}
 		var n int
 		var more bool
-		err = s.db.Batch(func(tx *bolt.Tx) error {
+		err = s.commits.do(func(tx *bolt.Tx) error {
 			var err error
 			n, more, err = sweepChunkOf(tx, now)
 			return err

@@ -47,11 +47,12 @@ func (s *Store) Transact(ctx context.Context, txn statestore.Txn) error {
 		}
 	}
 
-	// bbolt may run the function more than once (it re-runs a batch when
-	// another call of it fails); every run starts from the state of its own
-	// transaction and sets outcome afresh, so only the committed run counts.
+	// The committer may run the function more than once (it re-runs a batch
+	// when another write of it fails); every run starts from the state of
+	// its own transaction and sets outcome afresh, so only the committed run
+	// counts.
 	var outcome error
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		outcome = nil
 		if hasConditions(txn) {
 			if err := s.check(tx, txn); err != nil {
@@ -281,12 +282,13 @@ var _ statestore.MultiTransactor = (*Store)(nil)
 // the writes of those before it. It returns once that commit is fsynced.
 func (s *Store) TransactMany(ctx context.Context, txns []statestore.Txn) []error {
 	errs := make([]error, len(txns))
+	invalid := make([]bool, len(txns))
 	valid := 0
 	for i, txn := range txns {
 		if err := txn.Validate(); err != nil {
-			errs[i] = s.fail("transact", err)
+			errs[i], invalid[i] = s.fail("transact", err), true
 		} else if err := checkSizes(txn); err != nil {
-			errs[i] = s.fail("transact", err)
+			errs[i], invalid[i] = s.fail("transact", err), true
 		} else {
 			valid++
 		}
@@ -298,11 +300,14 @@ func (s *Store) TransactMany(ctx context.Context, txns []statestore.Txn) []error
 		return failRest(errs, err)
 	}
 	defer s.life.RUnlock()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// The function may run more than once (see Transact); each run records
+	// its refusals afresh.
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		for i, txn := range txns {
-			if errs[i] != nil {
+			if invalid[i] {
 				continue
 			}
+			errs[i] = nil
 			if hasConditions(txn) {
 				if err := s.check(tx, txn); err != nil {
 					if !isRefusal(err) {
@@ -321,8 +326,8 @@ func (s *Store) TransactMany(ctx context.Context, txns []statestore.Txn) []error
 	if err != nil {
 		// Nothing was committed: refusals recorded during the failed
 		// attempt are replaced by the store's failure.
-		for i, txn := range txns {
-			if txn.Validate() == nil && checkSizes(txn) == nil {
+		for i := range txns {
+			if !invalid[i] {
 				errs[i] = s.fail("transact", err)
 			}
 		}
