@@ -1,6 +1,6 @@
 package main
 
-// The HTTP scenario: granary dev and the Go Counter example app, reminders
+// The HTTP scenarios: granary dev and the Go Counter example app, reminders
 // registered and fired over the callback protocol.
 
 import (
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/bench/internal/benchproc"
+	"github.com/granaryhq/granary/bench/loadgen"
 )
 
 const counterType = "Counter"
@@ -30,90 +31,11 @@ func (b *bench) http(ctx context.Context) (r result) {
 	r.Setup = fmt.Sprintf("embedded bbolt store; %d Counter actors × %d reminders = %d, all due at one instant (period 1h); "+
 		"%d keep-alive clients register; every fire is an HTTP callback that increments the actor's count in actor state",
 		b.o.httpActors, b.o.httpPerActor, n, b.o.httpClients)
-	for _, bin := range []string{b.o.granary, b.o.app} {
-		if !benchproc.Executable(bin) {
-			r.failf("%s is not an executable file (`make build` builds bin/granary and bin/counter-go)", bin)
-			return r
-		}
-	}
-	dir, err := os.MkdirTemp(b.o.dataDir, "reminderbench-http-")
-	if err != nil {
-		r.fail(err)
+	s, ok := b.startHTTP(ctx, &r, nil)
+	if !ok {
 		return r
 	}
-	defer os.RemoveAll(dir)
-	ports, err := benchproc.FreePorts(2)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	gwPort, appPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
-	gwURL := "http://127.0.0.1:" + gwPort
-
-	app, err := benchproc.Start("counter-go", dir, b.o.app, []string{"APP_HOST=127.0.0.1", "APP_PORT=" + appPort, "DAPR_HTTP_PORT=" + gwPort})
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	defer stopInto(app, &r)
-	if err := app.WaitForStatus(ctx, "GET", "http://127.0.0.1:"+appPort+"/healthz", http.StatusOK, 15*time.Second); err != nil {
-		r.failf("counter-go not ready: %v; its log ends:\n%s", err, app.Tail(20))
-		return r
-	}
-	granary, err := benchproc.Start("granary", dir, b.o.granary, nil, "dev", "--http-port", gwPort,
-		"--app-url", "http://127.0.0.1:"+appPort, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	defer stopInto(granary, &r)
-	if err := granary.WaitForStatus(ctx, "GET", gwURL+"/v1.0/healthz", http.StatusNoContent, 15*time.Second); err != nil {
-		r.failf("granary not ready: %v; its log ends:\n%s", err, granary.Tail(20))
-		return r
-	}
-	b.progress("granary dev (pid %d) on %s, counter-go (pid %d) on port %s", granary.Pid(), gwURL, app.Pid(), appPort)
-
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: b.o.httpClients, MaxIdleConnsPerHost: b.o.httpClients, MaxConnsPerHost: b.o.httpClients,
-	}}
-	defer client.CloseIdleConnections()
-	ids := make([]string, b.o.httpActors)
-	for i := range ids {
-		ids[i] = "c-" + strconv.Itoa(i)
-	}
-	methodURL := func(id, method string) string {
-		return gwURL + "/v1.0/actors/" + counterType + "/" + url.PathEscape(id) + "/method/" + method
-	}
-	// The app may still be registering its type right after the gateway
-	// answers; the first call waits for it.
-	if err := granary.WaitForStatus(ctx, "POST", methodURL(ids[0], "get"), http.StatusOK, 15*time.Second); err != nil {
-		r.failf("the Counter type is not served: %v", err)
-		return r
-	}
-	b.progress("activating %d Counter actors", len(ids))
-	_, _, err = runParallel(ctx, len(ids), b.o.httpClients, b.o.every,
-		func(done int, _ time.Duration) { b.progress("  activated %d/%d actors", done, len(ids)) },
-		func(ctx context.Context, i int) error {
-			_, err := benchproc.Call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
-			return err
-		})
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-
-	fires := &fireLog{}
-	appLog, err := os.Open(app.LogPath)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	defer appLog.Close()
-	if _, err := fires.readFrom(appLog); err != nil { // skip what the app logged so far
-		r.fail(err)
-		return r
-	}
-	fires.count = 0
+	defer s.close(&r)
 
 	lead := b.o.httpLead
 	if lead == 0 {
@@ -122,21 +44,16 @@ func (b *bench) http(ctx context.Context) (r result) {
 	due := time.Now().Add(lead).UTC().Truncate(time.Millisecond)
 	body := `{"dueTime":"` + due.Format(time.RFC3339Nano) + `","period":"1h"}`
 	b.progress("registering %d reminders due at %s (in %v)", n, due.Format(time.RFC3339Nano), lead.Round(time.Millisecond))
-	took, hist, err := runParallel(ctx, n, b.o.httpClients, b.o.every,
-		func(done int, elapsed time.Duration) {
-			b.progress("  registered %d/%d (%.0f/s)", done, n, perSecond(done, elapsed))
-		},
-		func(ctx context.Context, i int) error {
-			id, name := ids[i%len(ids)], "r"+strconv.Itoa(i/len(ids))
-			u := gwURL + "/v1.0/actors/" + counterType + "/" + url.PathEscape(id) + "/reminders/" + name
-			_, err := benchproc.Call(ctx, client, "POST", u, body, http.StatusNoContent)
-			return err
-		})
+	took, hist, err := s.register(ctx, b, n, func(int) string { return body })
 	if err != nil {
 		r.fail(err)
 		return r
 	}
-	r.add(rateMetric("registrations/s", perSecond(n, took)),
+	rate := rateMetric("registrations/s", perSecond(n, took))
+	if b.o.httpClients == httpRegisterClients {
+		rate = rate.atLeast(registerTarget, fmt.Sprintf("%d/s", registerTarget))
+	}
+	r.add(rate,
 		durationMetric("registration latency p50", hist.Quantile(0.50)),
 		durationMetric("registration latency p99", hist.Quantile(0.99)))
 	if late := time.Since(due); late > 0 {
@@ -144,8 +61,265 @@ func (b *bench) http(ctx context.Context) (r result) {
 	} else {
 		b.progress("registered in %v (%.0f/s); waiting %v for the due time", took.Round(time.Millisecond), perSecond(n, took), -late.Round(time.Millisecond))
 	}
+	if err := s.waitLogged(ctx, b, n); err != nil {
+		r.fail(err)
+		return r
+	}
+	span := s.fires.last.Sub(due)
+	r.add(rateMetric("fires/s", perSecond(n, span)), durationMetric("due time to last callback", span))
+	s.checkCounts(ctx, b, &r, n)
+	return r
+}
 
-	// The app logs a line per reminder callback; count them as they come.
+// httpLateness registers reminders over HTTP that are each due a fixed time
+// after their registration, so they come due together at the rate they
+// were registered, and measures how late each callback reaches the app.
+func (b *bench) httpLateness(ctx context.Context) (r result) {
+	n, dueIn := b.o.httpLatenessN, b.o.httpLatenessDue
+	r.Title = "lateness over HTTP of reminders due together (granary dev + a net/http actor app in the bench)"
+	r.Setup = fmt.Sprintf("embedded bbolt store; %d reminders on %d actors registered by %d keep-alive clients, "+
+		"each with dueTime %v (so they come due at the rate they were registered) and period 1h; "+
+		"the app answers every callback at once and records its arrival; lateness is that time minus "+
+		"(the time the registration was sent + %v)",
+		n, b.o.httpActors, b.o.httpClients, dueIn, dueIn)
+	rc, err := startReceiver()
+	if err != nil {
+		r.fail(fmt.Errorf("starting the receiving app: %w", err))
+		return r
+	}
+	defer func() {
+		if err := rc.close(); err != nil {
+			r.note("stopping the receiving app: %v", err)
+		}
+	}()
+	s, ok := b.startHTTP(ctx, &r, rc)
+	if !ok {
+		return r
+	}
+	defer s.close(&r)
+
+	body := `{"dueTime":"` + dueIn.String() + `","period":"1h"}`
+	sent := make([]time.Time, n)
+	allFired := rc.expect(n)
+	b.progress("registering %d reminders, each due %v after it is sent", n, dueIn)
+	started := time.Now()
+	took, hist, err := s.register(ctx, b, n, func(i int) string {
+		sent[i] = time.Now()
+		return body
+	})
+	if err != nil {
+		r.fail(err)
+		return r
+	}
+	r.add(rateMetric("registrations/s", perSecond(n, took)),
+		durationMetric("registration latency p99", hist.Quantile(0.99)))
+	if overlap := time.Since(started.Add(dueIn)); overlap > 0 {
+		r.note("registration went on %v past the first due time, so fires and registrations overlapped", overlap.Round(time.Millisecond))
+	}
+	err = b.waitFires(ctx, allFired, "fired", func() string {
+		count, _ := rc.arrivals()
+		return fmt.Sprintf("%d/%d callbacks arrived", count, n)
+	})
+	if err != nil {
+		r.fail(err)
+		return r
+	}
+	count, at := rc.arrivals()
+	var lat loadgen.Histogram
+	var missing int64
+	for i := range n {
+		t, ok := at[s.reminderKey(i)]
+		if !ok {
+			missing++
+			continue
+		}
+		lat.Record(max(0, t.Sub(sent[i].Add(dueIn))))
+	}
+	r.add(
+		durationMetric("lateness p50", lat.Quantile(0.50)),
+		durationMetric("lateness p90", lat.Quantile(0.90)),
+		durationMetric("lateness p99", lat.Quantile(0.99)).atMost(float64(httpLatenessTarget)/float64(time.Millisecond), loadgen.FormatDuration(httpLatenessTarget)),
+		durationMetric("lateness max", lat.Max()),
+		countMetric("reminders without a callback", missing).atMost(0, "0"),
+		countMetric("callbacks beyond one per reminder", int64(count-len(at))))
+	if failed := linesWith(s.granary, "reminder fire failed"); len(failed) > 0 {
+		r.note("granary logged %d failed fire attempts (see its log); first: %s", len(failed), failed[0])
+	}
+	return r
+}
+
+// httpSetup is granary dev in front of an actor app (counter-go, or the
+// bench's receiver), with the actors activated. With counter-go, the app's
+// log is read up to the first registration.
+type httpSetup struct {
+	dir          string
+	gwURL        string
+	typ          string // the actor type served
+	granary, app *benchproc.Process
+	client       *http.Client
+	ids          []string
+	appLog       *os.File
+	fires        *fireLog
+}
+
+// startHTTP starts the processes of an HTTP scenario: granary dev in front
+// of rc, or of counter-go when rc is nil. On failure it records why in r and
+// returns false, having stopped what it started.
+func (b *bench) startHTTP(ctx context.Context, r *result, rc *receiver) (s *httpSetup, ok bool) {
+	s = &httpSetup{typ: counterType}
+	defer func() {
+		if !ok {
+			s.close(r)
+		}
+	}()
+	bins := []string{b.o.granary, b.o.app}
+	if rc != nil {
+		s.typ, bins = receiverType, bins[:1]
+	}
+	for _, bin := range bins {
+		if !benchproc.Executable(bin) {
+			r.failf("%s is not an executable file (`make build` builds bin/granary and bin/counter-go)", bin)
+			return s, false
+		}
+	}
+	var err error
+	if s.dir, err = os.MkdirTemp(b.o.dataDir, "reminderbench-http-"); err != nil {
+		r.fail(err)
+		return s, false
+	}
+	ports, err := benchproc.FreePorts(2)
+	if err != nil {
+		r.fail(err)
+		return s, false
+	}
+	gwPort, appPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
+	s.gwURL = "http://127.0.0.1:" + gwPort
+	appURL := "http://127.0.0.1:" + appPort
+
+	if rc != nil {
+		appURL = rc.url()
+	} else {
+		s.app, err = benchproc.Start("counter-go", s.dir, b.o.app, []string{"APP_HOST=127.0.0.1", "APP_PORT=" + appPort, "DAPR_HTTP_PORT=" + gwPort})
+		if err != nil {
+			r.fail(err)
+			return s, false
+		}
+		if err := s.app.WaitForStatus(ctx, "GET", appURL+"/healthz", http.StatusOK, 15*time.Second); err != nil {
+			r.failf("counter-go not ready: %v; its log ends:\n%s", err, s.app.Tail(20))
+			return s, false
+		}
+	}
+	args := []string{"dev", "--http-port", gwPort, "--app-url", appURL,
+		"--data-dir", filepath.Join(s.dir, "data"), "--log-level", "warn"}
+	if b.o.httpDebugAddr != "" {
+		args = append(args, "--debug-addr", b.o.httpDebugAddr)
+	}
+	s.granary, err = benchproc.Start("granary", s.dir, b.o.granary, nil, args...)
+	if err != nil {
+		r.fail(err)
+		return s, false
+	}
+	if err := s.granary.WaitForStatus(ctx, "GET", s.gwURL+"/v1.0/healthz", http.StatusNoContent, 15*time.Second); err != nil {
+		r.failf("granary not ready: %v; its log ends:\n%s", err, s.granary.Tail(20))
+		return s, false
+	}
+	if s.app != nil {
+		b.progress("granary dev (pid %d) on %s, counter-go (pid %d) on %s", s.granary.Pid(), s.gwURL, s.app.Pid(), appURL)
+	} else {
+		b.progress("granary dev (pid %d) on %s, the receiving app on %s", s.granary.Pid(), s.gwURL, appURL)
+	}
+
+	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: b.o.httpClients, MaxIdleConnsPerHost: b.o.httpClients, MaxConnsPerHost: b.o.httpClients,
+	}}
+	s.ids = make([]string, b.o.httpActors)
+	for i := range s.ids {
+		s.ids[i] = "c-" + strconv.Itoa(i)
+	}
+	// The app may still be registering its type right after the gateway
+	// answers; the first call waits for it.
+	if err := s.granary.WaitForStatus(ctx, "POST", s.methodURL(s.ids[0], "get"), http.StatusOK, 15*time.Second); err != nil {
+		r.failf("the %s type is not served: %v", s.typ, err)
+		return s, false
+	}
+	b.progress("activating %d %s actors", len(s.ids), s.typ)
+	_, _, err = runParallel(ctx, len(s.ids), b.o.httpClients, b.o.every,
+		func(done int, _ time.Duration) { b.progress("  activated %d/%d actors", done, len(s.ids)) },
+		func(ctx context.Context, i int) error {
+			_, err := benchproc.Call(ctx, s.client, "POST", s.methodURL(s.ids[i], "get"), "", http.StatusOK)
+			return err
+		})
+	if err != nil {
+		r.fail(err)
+		return s, false
+	}
+	if s.app == nil {
+		return s, true
+	}
+	s.fires = &fireLog{}
+	if s.appLog, err = os.Open(s.app.LogPath); err != nil {
+		r.fail(err)
+		return s, false
+	}
+	if _, err := s.fires.readFrom(s.appLog); err != nil { // skip what the app logged so far
+		r.fail(err)
+		return s, false
+	}
+	s.fires.count = 0
+	return s, true
+}
+
+// close stops what startHTTP started, noting in r a process that had to be killed.
+func (s *httpSetup) close(r *result) {
+	if s.appLog != nil {
+		s.appLog.Close()
+	}
+	if s.client != nil {
+		s.client.CloseIdleConnections()
+	}
+	if s.granary != nil {
+		stopInto(s.granary, r)
+	}
+	if s.app != nil {
+		stopInto(s.app, r)
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+func (s *httpSetup) methodURL(id, method string) string {
+	return s.gwURL + "/v1.0/actors/" + s.typ + "/" + url.PathEscape(id) + "/method/" + method
+}
+
+// reminderOf names reminder i: the actors take turns, r0 first.
+func (s *httpSetup) reminderOf(i int) (id, name string) {
+	return s.ids[i%len(s.ids)], "r" + strconv.Itoa(i/len(s.ids))
+}
+
+// reminderKey is how the fire log keys reminder i.
+func (s *httpSetup) reminderKey(i int) string {
+	id, name := s.reminderOf(i)
+	return id + " " + name
+}
+
+// register registers reminders 0..n-1, reminder i with body(i), from the
+// scenario's clients.
+func (s *httpSetup) register(ctx context.Context, b *bench, n int, body func(i int) string) (time.Duration, loadgen.Histogram, error) {
+	return runParallel(ctx, n, b.o.httpClients, b.o.every,
+		func(done int, elapsed time.Duration) {
+			b.progress("  registered %d/%d (%.0f/s)", done, n, perSecond(done, elapsed))
+		},
+		func(ctx context.Context, i int) error {
+			id, name := s.reminderOf(i)
+			u := s.gwURL + "/v1.0/actors/" + s.typ + "/" + url.PathEscape(id) + "/reminders/" + name
+			_, err := benchproc.Call(ctx, s.client, "POST", u, body(i), http.StatusNoContent)
+			return err
+		})
+}
+
+// waitLogged follows the app's log until it holds n reminder callbacks.
+func (s *httpSetup) waitLogged(ctx context.Context, b *bench, n int) error {
 	allFired := make(chan struct{})
 	var (
 		logMu   sync.Mutex
@@ -159,8 +333,8 @@ func (b *bench) http(ctx context.Context) (r result) {
 		defer t.Stop()
 		for {
 			logMu.Lock()
-			_, err := fires.readFrom(appLog)
-			done := fires.count >= int64(n)
+			_, err := s.fires.readFrom(s.appLog)
+			done := s.fires.count >= int64(n)
 			if err != nil {
 				readErr = err
 			}
@@ -176,29 +350,27 @@ func (b *bench) http(ctx context.Context) (r result) {
 			}
 		}
 	}()
-	err = b.waitFires(ctx, allFired, "fired", func() string {
+	err := b.waitFires(ctx, allFired, "fired", func() string {
 		logMu.Lock()
 		defer logMu.Unlock()
-		return fmt.Sprintf("%d/%d callbacks logged by the app", fires.count, n)
+		return fmt.Sprintf("%d/%d callbacks logged by the app", s.fires.count, n)
 	})
 	close(stopTail)
 	<-tailDone
 	if err == nil && readErr != nil {
 		err = fmt.Errorf("reading the app's log: %w", readErr)
 	}
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	span := fires.last.Sub(due)
-	r.add(rateMetric("fires/s", perSecond(n, span)), durationMetric("due time to last callback", span))
+	return err
+}
 
-	// Every reminder fired once, so the counts add up to n.
+// checkCounts reads every Counter's count and checks that they add up to n,
+// one per reminder, and notes the fires granary logged as failed.
+func (s *httpSetup) checkCounts(ctx context.Context, b *bench, r *result, n int) {
 	var total atomic.Int64
-	_, _, err = runParallel(ctx, len(ids), b.o.httpClients, b.o.every,
-		func(done int, _ time.Duration) { b.progress("  read %d/%d counts", done, len(ids)) },
+	_, _, err := runParallel(ctx, len(s.ids), b.o.httpClients, b.o.every,
+		func(done int, _ time.Duration) { b.progress("  read %d/%d counts", done, len(s.ids)) },
 		func(ctx context.Context, i int) error {
-			data, err := benchproc.Call(ctx, client, "POST", methodURL(ids[i], "get"), "", http.StatusOK)
+			data, err := benchproc.Call(ctx, s.client, "POST", s.methodURL(s.ids[i], "get"), "", http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -206,20 +378,19 @@ func (b *bench) http(ctx context.Context) (r result) {
 				Count *int64 `json:"count"`
 			}
 			if err := json.Unmarshal(data, &v); err != nil || v.Count == nil {
-				return fmt.Errorf("count of %s: unexpected answer %q", ids[i], data)
+				return fmt.Errorf("count of %s: unexpected answer %q", s.ids[i], data)
 			}
 			total.Add(*v.Count)
 			return nil
 		})
 	if err != nil {
 		r.fail(err)
-		return r
+		return
 	}
 	r.add(countMetric("sum of the counts", total.Load()).atLeast(float64(n), strconv.Itoa(n)+" (one per reminder)"))
-	if failed := linesWith(granary, "reminder fire failed"); len(failed) > 0 {
+	if failed := linesWith(s.granary, "reminder fire failed"); len(failed) > 0 {
 		r.note("granary logged %d failed fire attempts (see its log); first: %s", len(failed), failed[0])
 	}
-	return r
 }
 
 // fireLog counts the reminder callbacks in the Go Counter app's log (one

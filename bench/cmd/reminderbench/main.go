@@ -8,9 +8,13 @@
 //   - memory: resident memory with 1,000,000 reminders registered (target ≤ 1 GiB);
 //   - redis: the registration rate with the Redis store (no target);
 //   - http: registration and fires through `granary dev` and the Go Counter
-//     example app over HTTP (no target).
+//     example app over HTTP (registration target ≥ 10,000/s at 64 clients);
+//   - http-lateness: lateness over HTTP of 10,000 reminders due together,
+//     each due a fixed time after its registration, so that they come due
+//     at the rate 64 clients register them, measured by a net/http actor
+//     app inside the bench (target p99 ≤ 20 ms).
 //
-// All but http run in this process: the embedded store in a temporary
+// All but the http scenarios run in this process: the embedded store in a temporary
 // directory (or Redis with --store), the actor runtime with a native Echo
 // actor that counts reminder fires, and the reminder service, whose Observe
 // hook reports every fire. Registrations come from --concurrency goroutines,
@@ -18,7 +22,7 @@
 // store commits concurrent writes together. `make bench-reminders` builds the
 // binaries and runs every scenario:
 //
-//	reminderbench [--scenario all|register,fire,lateness,memory,redis,http] [--json out.json]
+//	reminderbench [--scenario all|register,fire,lateness,memory,redis,http,http-lateness] [--json out.json]
 //
 // Sizes have flags for quick runs (see -help). The memory scenario runs first
 // so that it measures a fresh process. A Redis database is flushed before and
@@ -49,16 +53,18 @@ import (
 
 // The targets.
 const (
-	registerTarget    = 10_000                // registrations per second
-	fireTarget        = 50_000                // fires per second
-	latenessTarget    = 50 * time.Millisecond // p99 at the steady rate
-	latenessRate      = 10_000                // fires per second the lateness target is stated at
-	memoryTarget      = 1 << 30               // bytes of resident memory
-	memoryTargetCount = 1_000_000             // reminders the memory target is stated for
+	registerTarget      = 10_000                // registrations per second
+	fireTarget          = 50_000                // fires per second
+	latenessTarget      = 50 * time.Millisecond // p99 at the steady rate
+	latenessRate        = 10_000                // fires per second the lateness target is stated at
+	memoryTarget        = 1 << 30               // bytes of resident memory
+	memoryTargetCount   = 1_000_000             // reminders the memory target is stated for
+	httpLatenessTarget  = 20 * time.Millisecond // p99 over HTTP of reminders due together
+	httpRegisterClients = 64                    // HTTP clients the registration target is stated for
 )
 
 // The scenarios, in the order they run.
-var scenarioOrder = []string{"memory", "register", "fire", "lateness", "redis", "http"}
+var scenarioOrder = []string{"memory", "register", "fire", "lateness", "redis", "http", "http-lateness"}
 
 const echoType = "Echo"
 
@@ -92,6 +98,9 @@ type options struct {
 	httpActors, httpPerActor  int
 	httpClients               int
 	httpLead                  time.Duration
+	httpLatenessN             int
+	httpLatenessDue           time.Duration
+	httpDebugAddr             string
 }
 
 func main() { benchproc.Main(run) }
@@ -159,6 +168,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.httpPerActor, "http-per-actor", 40, "http: reminders per actor, all due at one instant")
 	fs.IntVar(&o.httpClients, "http-clients", 128, "http: concurrent keep-alive clients registering")
 	fs.DurationVar(&o.httpLead, "http-lead", 0, "http: how far ahead of the start of registration the reminders are due (0: from the expected registration time)")
+	fs.IntVar(&o.httpLatenessN, "http-lateness-n", 10_000, "http-lateness: reminders to register (on the --http-actors actors)")
+	fs.DurationVar(&o.httpLatenessDue, "http-lateness-due", 3*time.Second, "http-lateness: the dueTime of every reminder, counted from its registration")
+	fs.StringVar(&o.httpDebugAddr, "http-debug-addr", "", "http scenarios: granary's --debug-addr, to profile it while a scenario runs (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -178,7 +190,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"fire-actors": o.fireActors, "fire-per-actor": o.firePerActor, "lateness-n": o.latenessN,
 		"lateness-actors": o.latenessActors, "memory-n": o.memoryN, "memory-actors": o.memoryActors,
 		"redis-n": o.redisN, "redis-actors": o.redisActors, "http-actors": o.httpActors,
-		"http-per-actor": o.httpPerActor, "http-clients": o.httpClients,
+		"http-per-actor": o.httpPerActor, "http-clients": o.httpClients, "http-lateness-n": o.httpLatenessN,
 	}
 	for _, name := range slices.Sorted(maps.Keys(positive)) {
 		if positive[name] <= 0 {
@@ -186,8 +198,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	if o.every <= 0 || o.waitLimit <= 0 || o.latenessPeriod <= 0 || o.latenessDuration <= 0 ||
-		o.latenessWarmup < 0 || o.fireLead < 0 || o.httpLead < 0 {
-		return fail(errors.New("--progress, --wait-timeout, --lateness-period and --lateness-duration must be positive, " +
+		o.latenessWarmup < 0 || o.fireLead < 0 || o.httpLead < 0 || o.httpLatenessDue <= 0 {
+		return fail(errors.New("--progress, --wait-timeout, --lateness-period, --lateness-duration and --http-lateness-due must be positive, " +
 			"--lateness-warmup, --fire-lead and --http-lead not negative"))
 	}
 	if o.store != "" {
@@ -249,6 +261,7 @@ func (b *bench) runAll(ctx context.Context) report {
 	scenarios := map[string]func(context.Context) result{
 		"memory": b.memory, "register": b.register, "fire": b.fire,
 		"lateness": b.lateness, "redis": b.redis, "http": b.http,
+		"http-lateness": b.httpLateness,
 	}
 	for _, name := range b.o.scenarios {
 		if ctx.Err() != nil {

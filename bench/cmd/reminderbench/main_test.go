@@ -463,9 +463,10 @@ func TestMemoryInProcess(t *testing.T) {
 func TestHTTPScenarioNeedsBinaries(t *testing.T) {
 	b := testBench(t, "http")
 	b.o.granary = t.TempDir() + "/missing"
-	r := b.http(context.Background())
-	if !strings.Contains(r.Error, "not an executable file") {
-		t.Errorf("error %q", r.Error)
+	for name, scenario := range map[string]func(context.Context) result{"http": b.http, "http-lateness": b.httpLateness} {
+		if r := scenario(context.Background()); !strings.Contains(r.Error, "not an executable file") {
+			t.Errorf("%s: error %q", name, r.Error)
+		}
 	}
 }
 
