@@ -121,3 +121,37 @@ func BenchmarkScan100(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTransactReminderShape runs 64 concurrent writers of transactions
+// shaped like a reminder registration: a fence check, an indexed put of a
+// new key and the delete of an absent one. With the commit the store's one
+// writer, this is the work a registration costs it.
+func BenchmarkTransactReminderShape(b *testing.B) {
+	s := openBench(b, Options{})
+	ctx := context.Background()
+	fence := &statestore.FenceCheck{Key: "fence", Record: []byte("token")}
+	if err := s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{{Kind: statestore.Put, Key: fence.Key, Value: fence.Record}}}); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	before := txID(b, s)
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			key := statestore.ReminderKey("Counter", strconv.FormatInt(i%1000, 10), "r"+strconv.FormatInt(i/1000, 10))
+			txn := statestore.Txn{Fence: fence, Ops: []statestore.Op{
+				{Kind: statestore.Put, Key: key, Value: benchValue, Index: "reminders"},
+				{Kind: statestore.Delete, Key: key + "/data"},
+			}}
+			if err := s.Transact(ctx, txn); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	reportCommits(b, s, before)
+}

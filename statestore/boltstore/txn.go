@@ -154,8 +154,9 @@ func (s *Store) check(tx *bolt.Tx, txn statestore.Txn) error {
 		pending = make(map[string]string, len(txn.Ops))
 	}
 	for _, op := range txn.Ops {
+		conditional := op.ETag != "" || op.IfAbsent
 		have, seen := pending[op.Key]
-		if !seen {
+		if !seen && conditional {
 			if v := kv.Get([]byte(op.Key)); v != nil {
 				r, err := decodeRecord(v)
 				if err != nil {
@@ -203,7 +204,8 @@ func (s *Store) apply(tx *bolt.Tx, ops []statestore.Op) error {
 		}
 		key := []byte(op.Key)
 		var oldIndex []byte
-		if v := kv.Get(key); v != nil {
+		v := kv.Get(key)
+		if v != nil {
 			old, err := decodeRecord(v)
 			if err != nil {
 				return fmt.Errorf("key %q: %w", op.Key, err)
@@ -222,8 +224,10 @@ func (s *Store) apply(tx *bolt.Tx, ops []statestore.Op) error {
 			}
 		}
 		if op.Kind == statestore.Delete {
-			if err := kv.Delete(key); err != nil {
-				return err
+			if v != nil {
+				if err := kv.Delete(key); err != nil {
+					return err
+				}
 			}
 			continue
 		}
