@@ -7,8 +7,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/granaryhq/granary/internal/clock"
 )
 
 // committer runs the writes of concurrent callers in shared bbolt
@@ -22,8 +20,10 @@ import (
 type committer struct {
 	db       *bolt.DB
 	maxBatch int
-	delay    time.Duration // how long a commit waits for company; 0: none
-	clock    clock.Clock
+	// delay is how long a commit that starts on an idle store waits for
+	// company; 0: not at all. It is real time, not the store's clock: a
+	// fake clock in a test must not hold commits back.
+	delay time.Duration
 
 	mu    sync.Mutex
 	queue []*write
@@ -40,9 +40,9 @@ type write struct {
 	result chan error // buffered: the committer never waits for the caller
 }
 
-func newCommitter(db *bolt.DB, maxBatch int, delay time.Duration, clk clock.Clock) *committer {
+func newCommitter(db *bolt.DB, maxBatch int, delay time.Duration) *committer {
 	c := &committer{
-		db: db, maxBatch: maxBatch, delay: delay, clock: clk,
+		db: db, maxBatch: maxBatch, delay: delay,
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -85,8 +85,7 @@ func (c *committer) run() {
 			return
 		}
 		if c.delay > 0 {
-			t := c.clock.NewTimer(c.delay)
-			<-t.C()
+			time.Sleep(c.delay)
 		}
 		for c.commitQueued() {
 		}

@@ -147,7 +147,7 @@ func open(path string, opts Options, swept chan int) (*Store, error) {
 	}
 	s := &Store{
 		db:        db,
-		commits:   newCommitter(db, opts.MaxBatchSize, opts.MaxBatchDelay, opts.Clock),
+		commits:   newCommitter(db, opts.MaxBatchSize, opts.MaxBatchDelay),
 		path:      path,
 		opts:      opts,
 		clock:     opts.Clock,
