@@ -58,6 +58,14 @@ func BenchmarkTransactSequential(b *testing.B) {
 // cores), which group commit lets share commits.
 func BenchmarkTransactParallel(b *testing.B) {
 	s := openBench(b, Options{})
+	transactIn64(b, s, func(i int64) statestore.Txn {
+		return statestore.Txn{Ops: []statestore.Op{{Kind: statestore.Put, Key: benchKey(i), Value: benchValue}}}
+	})
+}
+
+// transactIn64 has 64 concurrent writers commit txnOf(1), txnOf(2), … to s
+// for b.N transactions in all, and reports the commits they took.
+func transactIn64(b *testing.B, s *Store, txnOf func(i int64) statestore.Txn) {
 	ctx := context.Background()
 	var next atomic.Int64
 	before := txID(b, s)
@@ -66,8 +74,7 @@ func BenchmarkTransactParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			txn := statestore.Txn{Ops: []statestore.Op{{Kind: statestore.Put, Key: benchKey(next.Add(1)), Value: benchValue}}}
-			if err := s.Transact(ctx, txn); err != nil {
+			if err := s.Transact(ctx, txnOf(next.Add(1))); err != nil {
 				b.Error(err)
 				return
 			}
@@ -128,30 +135,15 @@ func BenchmarkScan100(b *testing.B) {
 // writer, this is the work a registration costs it.
 func BenchmarkTransactReminderShape(b *testing.B) {
 	s := openBench(b, Options{})
-	ctx := context.Background()
 	fence := &statestore.FenceCheck{Key: "fence", Record: []byte("token")}
-	if err := s.Transact(ctx, statestore.Txn{Ops: []statestore.Op{{Kind: statestore.Put, Key: fence.Key, Value: fence.Record}}}); err != nil {
+	if err := s.Transact(context.Background(), statestore.Txn{Ops: []statestore.Op{{Kind: statestore.Put, Key: fence.Key, Value: fence.Record}}}); err != nil {
 		b.Fatal(err)
 	}
-	var next atomic.Int64
-	before := txID(b, s)
-	b.ReportAllocs()
-	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := next.Add(1)
-			key := statestore.ReminderKey("Counter", strconv.FormatInt(i%1000, 10), "r"+strconv.FormatInt(i/1000, 10))
-			txn := statestore.Txn{Fence: fence, Ops: []statestore.Op{
-				{Kind: statestore.Put, Key: key, Value: benchValue, Index: "reminders"},
-				{Kind: statestore.Delete, Key: key + "/data"},
-			}}
-			if err := s.Transact(ctx, txn); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	transactIn64(b, s, func(i int64) statestore.Txn {
+		key := statestore.ReminderKey("Counter", strconv.FormatInt(i%1000, 10), "r"+strconv.FormatInt(i/1000, 10))
+		return statestore.Txn{Fence: fence, Ops: []statestore.Op{
+			{Kind: statestore.Put, Key: key, Value: benchValue, Index: "reminders"},
+			{Kind: statestore.Delete, Key: key + "/data"},
+		}}
 	})
-	b.StopTimer()
-	reportCommits(b, s, before)
 }
