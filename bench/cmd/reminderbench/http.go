@@ -25,6 +25,12 @@ import (
 
 const counterType = "Counter"
 
+// How the HTTP scenarios' clients send their registrations (--http-client).
+const (
+	httpClientRaw     = "raw"
+	httpClientNetHTTP = "nethttp"
+)
+
 func (b *bench) http(ctx context.Context) (r result) {
 	n := b.o.httpActors * b.o.httpPerActor
 	r.Title = "registration and fires over HTTP (granary dev + examples/counter-go)"
@@ -71,17 +77,18 @@ func (b *bench) http(ctx context.Context) (r result) {
 	return r
 }
 
-// httpLateness registers reminders over HTTP that are each due a fixed time
-// after their registration, so they come due together at the rate they
-// were registered, and measures how late each callback reaches the app.
+// httpLateness registers reminders over HTTP with absolute due times spread
+// evenly at a fixed rate, so that they come due together at that rate
+// whatever the speed of registration, and measures how late each callback
+// reaches the app.
 func (b *bench) httpLateness(ctx context.Context) (r result) {
-	n, dueIn := b.o.httpLatenessN, b.o.httpLatenessDue
+	n, lead, rate := b.o.httpLatenessN, b.o.httpLatenessDue, b.o.httpLatenessRate
+	spacing := time.Duration(float64(time.Second) / float64(rate))
 	r.Title = "lateness over HTTP of reminders due together (granary dev + a net/http actor app in the bench)"
 	r.Setup = fmt.Sprintf("embedded bbolt store; %d reminders on %d actors registered by %d keep-alive clients, "+
-		"each with dueTime %v (so they come due at the rate they were registered) and period 1h; "+
-		"the app answers every callback at once and records its arrival; lateness is that time minus "+
-		"(the time the registration was sent + %v)",
-		n, b.o.httpActors, b.o.httpClients, dueIn, dueIn)
+		"due one after another at %d/s from %v after registration starts (over %v), period 1h; "+
+		"the app answers every callback at once and records its arrival; lateness is that time minus the reminder's due time",
+		n, b.o.httpActors, b.o.httpClients, rate, lead, (time.Duration(n) * spacing).Round(time.Millisecond))
 	rc, err := startReceiver()
 	if err != nil {
 		r.fail(fmt.Errorf("starting the receiving app: %w", err))
@@ -98,14 +105,13 @@ func (b *bench) httpLateness(ctx context.Context) (r result) {
 	}
 	defer s.close(&r)
 
-	body := `{"dueTime":"` + dueIn.String() + `","period":"1h"}`
-	sent := make([]time.Time, n)
 	allFired := rc.expect(n)
-	b.progress("registering %d reminders, each due %v after it is sent", n, dueIn)
 	started := time.Now()
+	first := started.Add(lead).Truncate(time.Microsecond)
+	dueOf := func(i int) time.Time { return first.Add(time.Duration(i) * spacing) }
+	b.progress("registering %d reminders, due at %d/s from %s", n, rate, first.Format(time.RFC3339Nano))
 	took, hist, err := s.register(ctx, b, n, func(i int) string {
-		sent[i] = time.Now()
-		return body
+		return `{"dueTime":"` + dueOf(i).UTC().Format(time.RFC3339Nano) + `","period":"1h"}`
 	})
 	if err != nil {
 		r.fail(err)
@@ -113,7 +119,7 @@ func (b *bench) httpLateness(ctx context.Context) (r result) {
 	}
 	r.add(rateMetric("registrations/s", perSecond(n, took)),
 		durationMetric("registration latency p99", hist.Quantile(0.99)))
-	if overlap := time.Since(started.Add(dueIn)); overlap > 0 {
+	if overlap := time.Since(first); overlap > 0 {
 		r.note("registration went on %v past the first due time, so fires and registrations overlapped", overlap.Round(time.Millisecond))
 	}
 	err = b.waitFires(ctx, allFired, "fired", func() string {
@@ -133,7 +139,7 @@ func (b *bench) httpLateness(ctx context.Context) (r result) {
 			missing++
 			continue
 		}
-		lat.Record(max(0, t.Sub(sent[i].Add(dueIn))))
+		lat.Record(max(0, t.Sub(dueOf(i))))
 	}
 	r.add(
 		durationMetric("lateness p50", lat.Quantile(0.50)),
@@ -157,9 +163,13 @@ type httpSetup struct {
 	typ          string // the actor type served
 	granary, app *benchproc.Process
 	client       *http.Client
-	ids          []string
-	appLog       *os.File
-	fires        *fireLog
+	// conns are the registering clients' connections when they write
+	// requests themselves (--http-client raw): taken by a request, put back
+	// after it.
+	conns  chan *loadgen.Conn
+	ids    []string
+	appLog *os.File
+	fires  *fireLog
 }
 
 // startHTTP starts the processes of an HTTP scenario: granary dev in front
@@ -232,6 +242,12 @@ func (b *bench) startHTTP(ctx context.Context, r *result, rc *receiver) (s *http
 	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: b.o.httpClients, MaxIdleConnsPerHost: b.o.httpClients, MaxConnsPerHost: b.o.httpClients,
 	}}
+	if b.o.httpClient == httpClientRaw {
+		s.conns = make(chan *loadgen.Conn, b.o.httpClients)
+		for range b.o.httpClients {
+			s.conns <- loadgen.NewConn(strings.TrimPrefix(s.gwURL, "http://"), 30*time.Second)
+		}
+	}
 	s.ids = make([]string, b.o.httpActors)
 	for i := range s.ids {
 		s.ids[i] = "c-" + strconv.Itoa(i)
@@ -277,6 +293,11 @@ func (s *httpSetup) close(r *result) {
 	if s.client != nil {
 		s.client.CloseIdleConnections()
 	}
+	if s.conns != nil {
+		for range cap(s.conns) {
+			(<-s.conns).Close()
+		}
+	}
 	if s.granary != nil {
 		stopInto(s.granary, r)
 	}
@@ -312,8 +333,17 @@ func (s *httpSetup) register(ctx context.Context, b *bench, n int, body func(i i
 		},
 		func(ctx context.Context, i int) error {
 			id, name := s.reminderOf(i)
-			u := s.gwURL + "/v1.0/actors/" + s.typ + "/" + url.PathEscape(id) + "/reminders/" + name
-			_, err := benchproc.Call(ctx, s.client, "POST", u, body(i), http.StatusNoContent)
+			path := "/v1.0/actors/" + s.typ + "/" + url.PathEscape(id) + "/reminders/" + name
+			if s.conns == nil {
+				_, err := benchproc.Call(ctx, s.client, "POST", s.gwURL+path, body(i), http.StatusNoContent)
+				return err
+			}
+			c := <-s.conns
+			defer func() { s.conns <- c }()
+			status, err := c.Do(ctx, "POST", path, body(i))
+			if err == nil && status != http.StatusNoContent {
+				err = fmt.Errorf("POST %s: status %d, want %d", path, status, http.StatusNoContent)
+			}
 			return err
 		})
 }

@@ -49,16 +49,17 @@ func TestParseFlags(t *testing.T) {
 	}
 	if !slices.Equal(o.scenarios, scenarioOrder) || o.registerN != 100_000 || o.fireActors*o.firePerActor != 100_000 ||
 		o.latenessN != 100_000 || o.latenessPeriod != 10*time.Second || o.latenessDuration != 30*time.Second ||
-		o.memoryN != 1_000_000 || o.redisURL != "redis://127.0.0.1:6379/12" || o.store != "" || o.concurrency != 256 {
+		o.memoryN != 1_000_000 || o.redisURL != "redis://127.0.0.1:6379/12" || o.store != "" || o.concurrency != 256 ||
+		o.httpClient != httpClientRaw {
 		t.Errorf("defaults: %+v", o)
 	}
 	o, err = parseFlags([]string{"--scenario", "fire", "--fire-actors", "10", "--fire-per-actor", "3",
-		"--fire-lead", "2s", "--store", "redis://127.0.0.1:6379/7"}, io.Discard)
+		"--fire-lead", "2s", "--store", "redis://127.0.0.1:6379/7", "--http-client", "nethttp"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.scenarios, []string{"fire"}) || o.fireActors != 10 || o.firePerActor != 3 ||
-		o.fireLead != 2*time.Second || o.store != "redis://127.0.0.1:6379/7" {
+		o.fireLead != 2*time.Second || o.store != "redis://127.0.0.1:6379/7" || o.httpClient != httpClientNetHTTP {
 		t.Errorf("parsed: %+v", o)
 	}
 	for _, args := range [][]string{
@@ -67,6 +68,7 @@ func TestParseFlags(t *testing.T) {
 		{"--concurrency", "-1"},
 		{"--lateness-period", "0s"},
 		{"--fire-lead", "-1s"},
+		{"--http-client", "curl"},
 		{"--store", "redis://127.0.0.1:6379/0"},
 		{"--store", "bolt"},
 		{"--redis", "redis://127.0.0.1:6379"}, // database 0
