@@ -18,7 +18,7 @@ import (
 //	actor{T/sss}/I/state/<key>         actor state
 //	actor{T/sss}/I/reminder/<name>     a reminder record
 //	actor{T/sss}/I/reminderdata/<name> the data of a reminder, when too large to keep in its record
-//	reminders{T/sss}                   the index of the reminder records of shard sss
+//	reminders{T/sss}                   the index of the reminder records of shard sss (see IndexKeyPrefix)
 //	placement{<cluster>}/version       a cluster's counter of claim versions (NextVersion)
 //
 // Keys written before shards carried fences (actor{T/I}/…) are not read.
@@ -82,6 +82,53 @@ func ShardFenceKey(actorType string, shard int) string { return shardKey("fence"
 // bucket (shard) of an actor type.
 func ReminderIndex(actorType string, bucket int) string {
 	return shardKey("reminders", actorType, bucket)
+}
+
+// IndexKeyPrefix returns the key prefix shared by the members of index, for
+// the indexes whose members the layout keeps under one prefix: every record
+// of ReminderIndex(T, s) is a ReminderKey of an actor of shard s of type T,
+// so its key begins with "actor{T/sss}/". A store that keeps its keys in
+// order can then find those members by walking the prefix, instead of
+// writing an index entry beside each of them (on the embedded store that
+// entry costs the commit more pages than the record itself). Other keys
+// under the prefix (actor state, reminder data) are not members; such a
+// store tells them apart by the index it records with every key. ok is
+// false for any other index.
+func IndexKeyPrefix(index string) (prefix string, ok bool) {
+	tag, ok := reminderIndexTag(index)
+	if !ok {
+		return "", false
+	}
+	return "actor" + tag + "/", true
+}
+
+// UnderIndexPrefix reports whether key lies under IndexKeyPrefix(index),
+// without allocating.
+func UnderIndexPrefix(index, key string) bool {
+	tag, ok := reminderIndexTag(index)
+	if !ok {
+		return false
+	}
+	rest, ok := strings.CutPrefix(key, "actor")
+	return ok && len(rest) > len(tag) && rest[:len(tag)] == tag && rest[len(tag)] == '/'
+}
+
+// reminderIndexTag returns the "{T/sss}" of a ReminderIndex name.
+func reminderIndexTag(index string) (string, bool) {
+	tag, ok := strings.CutPrefix(index, "reminders")
+	if !ok || len(tag) < len("{T/000}") || tag[0] != '{' || tag[len(tag)-1] != '}' {
+		return "", false
+	}
+	typ, shard := tag[1:len(tag)-len("/000}")], tag[len(tag)-len("/000}"):]
+	if typ == "" || strings.ContainsAny(typ, "/{}") || shard[0] != '/' {
+		return "", false
+	}
+	for _, c := range shard[1:4] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", false
+		}
+	}
+	return tag, true
 }
 
 // ClusterVersionKey is the key of a cluster's counter of claim versions.

@@ -153,3 +153,54 @@ func FuzzParseReminderKey(f *testing.F) {
 		}
 	})
 }
+
+func TestIndexKeyPrefix(t *testing.T) {
+	for _, id := range []string{"a", "b", "counter-17", "x y"} {
+		shard := ShardOf("Counter", id)
+		index := ReminderIndex("Counter", shard)
+		prefix, ok := IndexKeyPrefix(index)
+		if !ok {
+			t.Fatalf("IndexKeyPrefix(%q) not ok", index)
+		}
+		for _, key := range []string{ReminderKey("Counter", id, "r1"), ActorStateKey("Counter", id, "k"), ReminderDataKey("Counter", id, "r1")} {
+			if !strings.HasPrefix(key, prefix) || !UnderIndexPrefix(index, key) {
+				t.Errorf("key %q is not under %q of index %q", key, prefix, index)
+			}
+		}
+		// Another shard's keys, or another type's, are not under it.
+		other := ReminderIndex("Counter", (shard+1)%ShardCount)
+		if UnderIndexPrefix(other, ReminderKey("Counter", id, "r1")) {
+			t.Errorf("key of shard %d is under the index of shard %d", shard, (shard+1)%ShardCount)
+		}
+		if UnderIndexPrefix(ReminderIndex("Count", shard), ReminderKey("Counter", id, "r1")) {
+			t.Error("a Counter key is under the index of type Count")
+		}
+	}
+	for _, tc := range []struct{ index, key string }{
+		{"", "actor{T/000}/a/reminder/r"},
+		{"reminders", "actor/a"},
+		{"reminders{}", "actor{}/a"},
+		{"reminders{/000}", "actor{/000}/a"},
+		{"reminders{T/00}", "actor{T/00}/a"},
+		{"reminders{T/0g0}", "actor{T/0g0}/a"},
+		{"reminders{T/0000}", "actor{T/0000}/a"},
+		{"reminders{a/b/000}", "actor{a/b/000}/x"},
+		{"reminders{T/000}x", "actor{T/000}x/a"},
+		{"orders", "actor{T/000}/a"},
+		{"fence{T/000}", "actor{T/000}/a"},
+	} {
+		if p, ok := IndexKeyPrefix(tc.index); ok {
+			t.Errorf("IndexKeyPrefix(%q) = %q; want none", tc.index, p)
+		}
+		if UnderIndexPrefix(tc.index, tc.key) {
+			t.Errorf("UnderIndexPrefix(%q, %q) = true", tc.index, tc.key)
+		}
+	}
+	// The key must continue past the tag with "/".
+	index := ReminderIndex("T", 0)
+	for _, key := range []string{"actor{T/000}", "actor{T/000}x", "actors{T/000}/a", "xactor{T/000}/a"} {
+		if UnderIndexPrefix(index, key) {
+			t.Errorf("UnderIndexPrefix(%q, %q) = true", index, key)
+		}
+	}
+}

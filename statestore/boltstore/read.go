@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -76,7 +77,12 @@ func (s *Store) read(tx *bolt.Tx, key string, now int64) (statestore.Item, error
 
 // Scan returns up to limit live items of index whose keys sort after the key
 // after, in key order. It seeks in the index's own bucket, so it costs the
-// items it returns (plus expired ones not yet swept), not the size of the index.
+// items it returns (plus expired ones not yet swept), not the size of the
+// index. The members an index keeps under its key prefix
+// (statestore.IndexKeyPrefix) have no entry there: Scan walks that prefix of
+// the records and merges what it finds with the index's bucket, so those
+// also cost the other records under the prefix (an actor's state beside its
+// reminders).
 func (s *Store) Scan(ctx context.Context, index, after string, limit int) ([]statestore.Item, error) {
 	if limit < 0 {
 		return nil, s.fail("scan", fmt.Errorf("index %q: negative limit %d", index, limit))
@@ -90,25 +96,43 @@ func (s *Store) Scan(ctx context.Context, index, after string, limit int) ([]sta
 		return items, nil
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		members := tx.Bucket(idxBucket).Bucket([]byte(index))
-		if members == nil {
-			return nil
-		}
 		now := s.clock.Now().UnixNano()
 		kv := tx.Bucket(kvBucket)
-		c := members.Cursor()
-		k, _ := c.Seek([]byte(after))
-		if k != nil && string(k) == after {
-			k, _ = c.Next()
+		byEntry := entryMembers{kv: kv}
+		if b := tx.Bucket(idxBucket).Bucket([]byte(index)); b != nil {
+			byEntry.c = b.Cursor()
 		}
-		for ; k != nil && len(items) < limit; k, _ = c.Next() {
-			v := kv.Get(k)
-			if v == nil {
-				continue
+		byPrefix := prefixMembers{index: []byte(index)}
+		if prefix, ok := statestore.IndexKeyPrefix(index); ok {
+			byPrefix.c, byPrefix.prefix = kv.Cursor(), []byte(prefix)
+			// Entries of members under the prefix, left by files written
+			// before such members went without one, are found by the walk.
+			byEntry.skip = byPrefix.prefix
+		}
+		ek, ev, err := byEntry.first([]byte(after))
+		if err != nil {
+			return err
+		}
+		pk, pv, err := byPrefix.first([]byte(after))
+		if err != nil {
+			return err
+		}
+		for len(items) < limit && (ek != nil || pk != nil) {
+			var k, v []byte
+			switch {
+			case pk == nil || (ek != nil && bytes.Compare(ek, pk) < 0):
+				k, v = ek, ev
+				ek, ev, err = byEntry.next()
+			default:
+				k, v = pk, pv
+				pk, pv, err = byPrefix.next()
 			}
-			r, err := decodeRecord(v)
 			if err != nil {
-				return fmt.Errorf("key %q: %w", k, err)
+				return err
+			}
+			r, derr := decodeRecord(v)
+			if derr != nil {
+				return fmt.Errorf("key %q: %w", k, derr)
 			}
 			if r.live(now) {
 				items = append(items, r.item(string(k)))
@@ -120,4 +144,82 @@ func (s *Store) Scan(ctx context.Context, index, after string, limit int) ([]sta
 		return nil, s.fail("scan", fmt.Errorf("index %q: %w", index, err))
 	}
 	return items, nil
+}
+
+// entryMembers walks the members an index's bucket holds, in key order,
+// yielding each with its record. Keys under skip are passed over, as are
+// entries whose record is gone.
+type entryMembers struct {
+	c    *bolt.Cursor // nil: the index has no bucket
+	kv   *bolt.Bucket
+	skip []byte
+}
+
+func (m *entryMembers) first(after []byte) (k, v []byte, err error) {
+	if m.c == nil {
+		return nil, nil, nil
+	}
+	k, _ = m.c.Seek(after)
+	if k != nil && bytes.Equal(k, after) {
+		k, _ = m.c.Next()
+	}
+	return m.from(k)
+}
+
+func (m *entryMembers) next() (k, v []byte, err error) {
+	k, _ = m.c.Next()
+	return m.from(k)
+}
+
+func (m *entryMembers) from(k []byte) ([]byte, []byte, error) {
+	for ; k != nil; k, _ = m.c.Next() {
+		if m.skip != nil && bytes.HasPrefix(k, m.skip) {
+			continue
+		}
+		if v := m.kv.Get(k); v != nil {
+			return k, v, nil
+		}
+	}
+	return nil, nil, nil
+}
+
+// prefixMembers walks the records under prefix, in key order, yielding
+// those whose record names index.
+type prefixMembers struct {
+	c      *bolt.Cursor // nil: the index keeps no members under a prefix
+	prefix []byte
+	index  []byte
+}
+
+func (m *prefixMembers) first(after []byte) (k, v []byte, err error) {
+	if m.c == nil {
+		return nil, nil, nil
+	}
+	from := m.prefix
+	if bytes.Compare(after, from) >= 0 {
+		from = after
+	}
+	k, v = m.c.Seek(from)
+	if k != nil && bytes.Equal(k, after) {
+		k, v = m.c.Next()
+	}
+	return m.from(k, v)
+}
+
+func (m *prefixMembers) next() (k, v []byte, err error) {
+	k, v = m.c.Next()
+	return m.from(k, v)
+}
+
+func (m *prefixMembers) from(k, v []byte) ([]byte, []byte, error) {
+	for ; k != nil && bytes.HasPrefix(k, m.prefix); k, v = m.c.Next() {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		if bytes.Equal(r.index, m.index) {
+			return k, v, nil
+		}
+	}
+	return nil, nil, nil
 }

@@ -232,7 +232,9 @@ func (s *Store) apply(tx *bolt.Tx, ops []statestore.Op) error {
 			continue
 		}
 		if len(oldIndex) == 0 || string(oldIndex) != op.Index {
-			if op.Index != "" {
+			// A member under its index's key prefix needs no entry: the
+			// record names its index, and Scan walks the prefix.
+			if op.Index != "" && !statestore.UnderIndexPrefix(op.Index, op.Key) {
 				if err := joinIndex(tx, []byte(op.Index), key); err != nil {
 					return err
 				}

@@ -114,6 +114,61 @@ func testScanIndexesSeparate(t *testing.T, s statestore.Store) {
 	}
 }
 
+// testScanKeyPrefixIndex scans a reminder index, whose members a store may
+// find by their key prefix (statestore.IndexKeyPrefix), among keys under
+// that prefix that are not its members and members that are not under it.
+func testScanKeyPrefixIndex(t *testing.T, s statestore.Store) {
+	index := statestore.ReminderIndex("T", 1)
+	prefix, ok := statestore.IndexKeyPrefix(index)
+	if !ok {
+		t.Fatalf("%q has no key prefix", index)
+	}
+	var members []string
+	var ops []statestore.Op
+	for i := range 12 {
+		k := fmt.Sprintf("%sa%d/reminder/r%d", prefix, i%3, i)
+		members = append(members, k)
+		ops = append(ops, putIn(index, k, "v-"+k),
+			put(fmt.Sprintf("%sa%d/state/s%d", prefix, i%3, i), "state"))
+	}
+	// Members not under the prefix, sorting before, among and after the others.
+	for _, k := range []string{"actor{T/000}/z/reminder/r", prefix + "a1", "actor{T/001}/zz", "b"} {
+		members = append(members, k)
+		ops = append(ops, putIn(index, k, "v-"+k))
+	}
+	// Under the prefix but members of another index.
+	other := statestore.ReminderIndex("T", 2)
+	ops = append(ops, putIn(other, prefix+"a0/reminder/elsewhere", "other"), putIn("plain", prefix+"a1/reminder/plain", "plain"))
+	mustTransact(t, s, ops...)
+	slices.Sort(members)
+	for _, limit := range []int{1, 2, 5, 15, 16, 17, 100} {
+		items := scanAll(t, s, index, limit)
+		if got := keysOf(items); !slices.Equal(got, members) {
+			t.Fatalf("limit %d: keys = %q, want %q", limit, got, members)
+		}
+		for _, item := range items {
+			if string(item.Value) != "v-"+item.Key {
+				t.Fatalf("limit %d: %q has value %q", limit, item.Key, item.Value)
+			}
+		}
+	}
+	wantScan(t, s, other, 10, prefix+"a0/reminder/elsewhere")
+	wantScan(t, s, "plain", 10, prefix+"a1/reminder/plain")
+	if got, err := s.Scan(t.Context(), index, members[3], 2); err != nil || !slices.Equal(keysOf(got), members[4:6]) {
+		t.Errorf("Scan(after %q, 2) = %q, %v; want %q", members[3], keysOf(got), err, members[4:6])
+	}
+
+	// A deleted member leaves the scan, a rewritten one stays once, and a
+	// deleted one put back returns.
+	gone, kept, back := members[0], members[5], members[8]
+	mustTransact(t, s, delIn(index, gone), delIn(index, back), putIn(index, kept, "v-"+kept), putIn(index, kept, "v-"+kept))
+	want := slices.DeleteFunc(slices.Clone(members), func(k string) bool { return k == gone || k == back })
+	wantScan(t, s, index, 3, want...)
+	mustTransact(t, s, putIn(index, back, "v-"+back))
+	wantScan(t, s, index, 4, append(want, back)...)
+	wantScan(t, s, other, 10, prefix+"a0/reminder/elsewhere")
+}
+
 func testScanDeletes(t *testing.T, s statestore.Store) {
 	const index = "del"
 	var keys []string

@@ -65,6 +65,7 @@ var behaviours = []struct {
 	{"NextVersionCountsUp", testNextVersion},
 	{"ScanPagesInKeyOrder", testScanPaging},
 	{"ScanIndexesAreSeparate", testScanIndexesSeparate},
+	{"ScanOfAnIndexWithAKeyPrefix", testScanKeyPrefixIndex},
 	{"DeletedKeysLeaveIndex", testScanDeletes},
 	{"ScanCompleteUnderConcurrentWrites", testScanUnderWrites},
 	{"LargeValues", testLargeValues},
