@@ -30,17 +30,7 @@ func testScanPaging(t *testing.T, s statestore.Store) {
 	mustTransact(t, s, put("actor{T/1}/state/x", "not indexed"), putIn("reminders{T/002}", "actor{T/2}/reminder/o", "other index"))
 	slices.Sort(keys)
 
-	for _, limit := range []int{1, 3, 7, 59, 60, 61, 1000} {
-		items := scanAll(t, s, index, limit)
-		if got := keysOf(items); !slices.Equal(got, keys) {
-			t.Fatalf("limit %d: keys = %q, want %q", limit, got, keys)
-		}
-		for _, item := range items {
-			if string(item.Value) != "v-"+item.Key {
-				t.Fatalf("limit %d: %q has value %q", limit, item.Key, item.Value)
-			}
-		}
-	}
+	wantScanAtLimits(t, s, index, keys, 1, 3, 7, 59, 60, 61, 1000)
 	items := scanAll(t, s, index, 13)
 	for _, item := range items[:5] {
 		if got := mustGet(t, s, item.Key); got.ETag != item.ETag || !got.Expires.Equal(item.Expires) {
@@ -78,6 +68,23 @@ func testScanPaging(t *testing.T, s statestore.Store) {
 	}
 	if _, err := s.Scan(ctx, index, "", -1); err == nil {
 		t.Error("Scan accepted a negative limit")
+	}
+}
+
+// wantScanAtLimits pages through index with each limit, wanting the keys
+// want (sorted), each with the value "v-" + its key.
+func wantScanAtLimits(t *testing.T, s statestore.Store, index string, want []string, limits ...int) {
+	t.Helper()
+	for _, limit := range limits {
+		items := scanAll(t, s, index, limit)
+		if got := keysOf(items); !slices.Equal(got, want) {
+			t.Fatalf("limit %d: keys = %q, want %q", limit, got, want)
+		}
+		for _, item := range items {
+			if string(item.Value) != "v-"+item.Key {
+				t.Fatalf("limit %d: %q has value %q", limit, item.Key, item.Value)
+			}
+		}
 	}
 }
 
@@ -141,17 +148,7 @@ func testScanKeyPrefixIndex(t *testing.T, s statestore.Store) {
 	ops = append(ops, putIn(other, prefix+"a0/reminder/elsewhere", "other"), putIn("plain", prefix+"a1/reminder/plain", "plain"))
 	mustTransact(t, s, ops...)
 	slices.Sort(members)
-	for _, limit := range []int{1, 2, 5, 15, 16, 17, 100} {
-		items := scanAll(t, s, index, limit)
-		if got := keysOf(items); !slices.Equal(got, members) {
-			t.Fatalf("limit %d: keys = %q, want %q", limit, got, members)
-		}
-		for _, item := range items {
-			if string(item.Value) != "v-"+item.Key {
-				t.Fatalf("limit %d: %q has value %q", limit, item.Key, item.Value)
-			}
-		}
-	}
+	wantScanAtLimits(t, s, index, members, 1, 2, 5, 15, 16, 17, 100)
 	wantScan(t, s, other, 10, prefix+"a0/reminder/elsewhere")
 	wantScan(t, s, "plain", 10, prefix+"a1/reminder/plain")
 	if got, err := s.Scan(t.Context(), index, members[3], 2); err != nil || !slices.Equal(keysOf(got), members[4:6]) {
