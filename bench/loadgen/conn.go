@@ -61,7 +61,8 @@ func (c *Conn) Do(ctx context.Context, method, path, body string) (int, error) {
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := c.conn // the hook runs on another goroutine, maybe after Close
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b := append(c.buf[:0], method...)
 	b = append(b, ' ')
@@ -76,9 +77,9 @@ func (c *Conn) Do(ctx context.Context, method, path, body string) (int, error) {
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)
 	c.buf = b
-	err := c.conn.SetDeadline(deadline)
+	err := conn.SetDeadline(deadline)
 	if err == nil {
-		_, err = c.conn.Write(b)
+		_, err = conn.Write(b)
 	}
 	var resp response
 	if err == nil {
