@@ -62,17 +62,24 @@ func disseminate(t testing.TB, n int) (p50, p99, worst time.Duration) {
 	for i := range n {
 		start("s" + strconv.Itoa(i))
 	}
+	// What the wait saw last, reported if it gives up.
+	var seenVersion uint64
+	var seenMembers, seenUnlocked int
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen: table version %d with %d of %d members, unlocked by %d silos",
+				seenVersion, seenMembers, n, seenUnlocked)
+		}
+	}()
 	waitFor(t, fmt.Sprintf("%d silos in one disseminated table", n), 60*time.Second, func() bool {
 		tbl := nodes[0].n.Table()
-		if len(tbl.Members) != n {
-			return false
-		}
+		seenVersion, seenMembers, seenUnlocked = tbl.Version, len(tbl.Members), 0
 		for _, r := range recs {
-			if _, ok := r.at(tbl.Version); !ok {
-				return false
+			if _, ok := r.at(tbl.Version); ok {
+				seenUnlocked++
 			}
 		}
-		return true
+		return seenMembers == n && seenUnlocked == len(recs)
 	})
 	// Let the startup rounds settle (and the new leader's first-round lease
 	// wait pass) so the change measured is one ordinary round.
