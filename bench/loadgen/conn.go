@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -38,11 +37,8 @@ func NewConn(addr string, timeout time.Duration) *Conn {
 // returns the response's status, its body discarded. After an error the
 // connection is closed, and the next Do opens a new one.
 func (c *Conn) Do(ctx context.Context, method, path, body string) (int, error) {
-	if !isToken(method) {
-		return 0, fmt.Errorf("request method %q is not an HTTP method token", method)
-	}
-	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n") {
-		return 0, fmt.Errorf("request path %q must start with / and contain no spaces or line breaks", path)
+	if err := checkRequestLine(method, path); err != nil {
+		return 0, err
 	}
 	if c.conn == nil {
 		d := net.Dialer{Timeout: c.timeout}

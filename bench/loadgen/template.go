@@ -129,12 +129,21 @@ type compiledRequest struct {
 	noBody  bool // a HEAD request: the response has no body
 }
 
-func compileRequest(r Request, host string) (*compiledRequest, error) {
-	if r.Method == "" || !isToken(r.Method) {
-		return nil, fmt.Errorf("request method %q is not an HTTP method token", r.Method)
+// checkRequestLine refuses a method or request target that would not make
+// a valid request line.
+func checkRequestLine(method, path string) error {
+	if !isToken(method) {
+		return fmt.Errorf("request method %q is not an HTTP method token", method)
 	}
-	if !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, " \r\n") {
-		return nil, fmt.Errorf("request path %q must start with / and contain no spaces or line breaks", r.Path)
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n") {
+		return fmt.Errorf("request path %q must start with / and contain no spaces or line breaks", path)
+	}
+	return nil
+}
+
+func compileRequest(r Request, host string) (*compiledRequest, error) {
+	if err := checkRequestLine(r.Method, r.Path); err != nil {
+		return nil, err
 	}
 	c := &compiledRequest{
 		method:  r.Method,

@@ -31,8 +31,8 @@ func indexEntries(t *testing.T, s *Store, index string) []string {
 
 // A reminder record is found under its index's key prefix, so a put writes
 // no index entry beside it: that entry used to cost a commit more pages
-// than the record (5.6 pages written per reminder registration, 2.4
-// without it).
+// than the record (5.3 pages written per reminder registration on a store
+// of 100,000 reminders, 2.3 without it; BenchmarkTransactReminderShapeOn100k).
 func TestMembersUnderTheIndexPrefixHaveNoEntry(t *testing.T) {
 	s := openTemp(t, Options{})
 	ctx := t.Context()

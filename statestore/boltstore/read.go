@@ -102,7 +102,7 @@ func (s *Store) Scan(ctx context.Context, index, after string, limit int) ([]sta
 		if b := tx.Bucket(idxBucket).Bucket([]byte(index)); b != nil {
 			byEntry.c = b.Cursor()
 		}
-		byPrefix := prefixMembers{index: []byte(index)}
+		byPrefix := keyOrderMembers{index: []byte(index)}
 		if prefix, ok := statestore.IndexKeyPrefix(index); ok {
 			byPrefix.c, byPrefix.prefix = kv.Cursor(), []byte(prefix)
 			// Entries of members under the prefix, left by files written
@@ -159,10 +159,7 @@ func (m *entryMembers) first(after []byte) (k, v []byte, err error) {
 	if m.c == nil {
 		return nil, nil, nil
 	}
-	k, _ = m.c.Seek(after)
-	if k != nil && bytes.Equal(k, after) {
-		k, _ = m.c.Next()
-	}
+	k, _ = seekPast(m.c, after, after)
 	return m.from(k)
 }
 
@@ -183,35 +180,32 @@ func (m *entryMembers) from(k []byte) ([]byte, []byte, error) {
 	return nil, nil, nil
 }
 
-// prefixMembers walks the records under prefix, in key order, yielding
+// keyOrderMembers walks the records under prefix, in key order, yielding
 // those whose record names index.
-type prefixMembers struct {
+type keyOrderMembers struct {
 	c      *bolt.Cursor // nil: the index keeps no members under a prefix
 	prefix []byte
 	index  []byte
 }
 
-func (m *prefixMembers) first(after []byte) (k, v []byte, err error) {
+func (m *keyOrderMembers) first(after []byte) (k, v []byte, err error) {
 	if m.c == nil {
 		return nil, nil, nil
 	}
 	from := m.prefix
-	if bytes.Compare(after, from) >= 0 {
+	if bytes.Compare(after, from) > 0 {
 		from = after
 	}
-	k, v = m.c.Seek(from)
-	if k != nil && bytes.Equal(k, after) {
-		k, v = m.c.Next()
-	}
+	k, v = seekPast(m.c, from, after)
 	return m.from(k, v)
 }
 
-func (m *prefixMembers) next() (k, v []byte, err error) {
+func (m *keyOrderMembers) next() (k, v []byte, err error) {
 	k, v = m.c.Next()
 	return m.from(k, v)
 }
 
-func (m *prefixMembers) from(k, v []byte) ([]byte, []byte, error) {
+func (m *keyOrderMembers) from(k, v []byte) ([]byte, []byte, error) {
 	for ; k != nil && bytes.HasPrefix(k, m.prefix); k, v = m.c.Next() {
 		r, err := decodeRecord(v)
 		if err != nil {
@@ -222,4 +216,14 @@ func (m *prefixMembers) from(k, v []byte) ([]byte, []byte, error) {
 		}
 	}
 	return nil, nil, nil
+}
+
+// seekPast moves c to the first key at or after from, passing over after
+// itself: a scan page resumes strictly after the last key it returned.
+func seekPast(c *bolt.Cursor, from, after []byte) (k, v []byte) {
+	k, v = c.Seek(from)
+	if k != nil && bytes.Equal(k, after) {
+		k, v = c.Next()
+	}
+	return k, v
 }
