@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/granaryhq/granary/internal/busypoll"
 )
 
 // The phases of a connection, as Shutdown sees them.
@@ -34,7 +36,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: nc}
+	c := &conn{Conn: nc, poller: l.s.cfg.Poller}
 	c.scan.begin()
 	l.s.track(c)
 	return c, nil
@@ -45,7 +47,8 @@ func (l *listener) Accept() (net.Conn, error) {
 // one does, and it scans each request's header block as it is read.
 type conn struct {
 	net.Conn
-	phase atomic.Int32
+	poller *busypoll.Poller // nil: reads never poll
+	phase  atomic.Int32
 	// scan is used only by the goroutine serving the connection (its reads,
 	// the handler and the error handler all run there), and by Accept
 	// before that goroutine has the connection.
@@ -58,7 +61,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		// body of a request the handler will refuse: fail the request now.
 		return 0, errBareLF
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.poller.Read(c.Conn, p, 0)
 	if n > 0 {
 		c.scan.feed(p[:n])
 	}

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/busypoll"
 	"github.com/granaryhq/granary/silo"
 	"github.com/granaryhq/granary/statestore"
 )
@@ -62,6 +63,10 @@ type Config struct {
 	// Tracer, when set, makes a server span of every request, continuing
 	// the client's W3C trace context.
 	Tracer trace.Tracer
+	// Poller, when set, counts requests in flight and may poll an idle
+	// connection for its next request while none is (see busypoll); nil
+	// never polls.
+	Poller *busypoll.Poller
 }
 
 // MaxURILength bounds a request's URI, its path and query string together.
@@ -222,6 +227,8 @@ func headersTooLarge() *apiError {
 var headerToken = []byte("dapr-api-token")
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	s.cfg.Poller.Begin()
+	defer s.cfg.Poller.End()
 	if s.cfg.ObserveRequest != nil || s.cfg.Tracer != nil {
 		s.observe(ctx)
 		return

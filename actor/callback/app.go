@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/busypoll"
 	"github.com/granaryhq/granary/internal/clock"
 	"github.com/granaryhq/granary/internal/grpcapp"
 	"github.com/granaryhq/granary/statestore"
@@ -56,6 +57,9 @@ type Options struct {
 	// Tracer, when set, makes a client span of every actor call and sends
 	// its context to the app in traceparent.
 	Tracer trace.Tracer
+	// Poller, when set, counts actor calls in flight and may poll for an
+	// app's answer while they are few (see busypoll); nil never polls.
+	Poller *busypoll.Poller
 }
 
 func (o *Options) setDefaults() {

@@ -133,7 +133,7 @@ func (in *instance) call(ctx context.Context, confirm bool, method string, path 
 		span = in.startCallSpan(ctx, method, req)
 	}
 	sent := time.Now()
-	resp, err := do(ctx, in.pool.hc, req, timeout)
+	resp, err := in.pool.do(ctx, req, timeout)
 	status := 0
 	if err == nil {
 		status = resp.StatusCode()

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/granaryhq/granary/statestore"
 	"github.com/granaryhq/granary/statestore/memstore"
@@ -25,7 +26,7 @@ func TestParseDevFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.httpPort != 4000 || f.dataDir != "./.granary" || f.host != "127.0.0.1" {
+	if f.httpPort != 4000 || f.dataDir != "./.granary" || f.host != "127.0.0.1" || f.busyPoll != 50*time.Microsecond {
 		t.Fatalf("flags %+v", f)
 	}
 	want := []appSpec{{"app", "http://127.0.0.1:3000"}, {"shop", "http://127.0.0.1:3001/base"}, {"app-3", "http://127.0.0.1:3002"}}
@@ -44,6 +45,8 @@ func TestParseDevFlags(t *testing.T) {
 	}{
 		{[]string{"--http-port", "70000"}, "not a port"},
 		{[]string{"--max-body-size", "0"}, "must be positive"},
+		{[]string{"--busy-poll", "-1us"}, "--busy-poll"},
+		{[]string{"--busy-poll", "2ms"}, "--busy-poll"},
 		{[]string{"--app-url", "ftp://x"}, ""},
 		{[]string{"--app-url", "a=http://x:1", "--app-url", "a=http://y:2"}, "given twice"},
 		{[]string{"--no-such-flag"}, ""},

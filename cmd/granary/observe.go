@@ -18,6 +18,7 @@ import (
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
+	"github.com/granaryhq/granary/internal/busypoll"
 	"github.com/granaryhq/granary/internal/metrics"
 	"github.com/granaryhq/granary/internal/tracing"
 	"github.com/granaryhq/granary/reminders"
@@ -195,6 +196,28 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.rt.Stats() {
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(st.Active), st.Type)
 	}
+}
+
+// busyPolls counts the polls of p (see busypoll), when metrics are on.
+func (o *observability) busyPolls(p *busypoll.Poller) {
+	if o.metrics == nil || p == nil {
+		return
+	}
+	o.metrics.MustRegister(pollCollector{p})
+}
+
+var pollDesc = prometheus.NewDesc("granary_busy_polls_total",
+	"Reads that polled their socket before parking (--busy-poll), by whether the data came while polling (found) or the poll ran out (parked).",
+	[]string{"result"}, nil)
+
+type pollCollector struct{ p *busypoll.Poller }
+
+func (c pollCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pollDesc }
+
+func (c pollCollector) Collect(ch chan<- prometheus.Metric) {
+	found, parked := c.p.Stats()
+	ch <- prometheus.MustNewConstMetric(pollDesc, prometheus.CounterValue, float64(found), "found")
+	ch <- prometheus.MustNewConstMetric(pollDesc, prometheus.CounterValue, float64(parked), "parked")
 }
 
 // gauge registers a gauge read at scrape time, when metrics are on.

@@ -186,6 +186,11 @@ func TestMetricsAfterAKnownWorkload(t *testing.T) {
 	if m[`granary_store_operation_duration_seconds_count{op="transact",store="bbolt"}`] == 0 {
 		t.Errorf("no bbolt transact counted")
 	}
+	// Each call came after the gateway had read the one before, so the
+	// idle connection's reads polled (--busy-poll is on by default).
+	if n := m[`granary_busy_polls_total{result="found"}`] + m[`granary_busy_polls_total{result="parked"}`]; n == 0 {
+		t.Errorf("granary_busy_polls_total counts no poll")
+	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := m[name]; !ok {
 			t.Errorf("%s is missing", name)

@@ -20,6 +20,7 @@ import (
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/actor/callback"
 	"github.com/granaryhq/granary/gateway"
+	"github.com/granaryhq/granary/internal/busypoll"
 	"github.com/granaryhq/granary/placement/membership"
 	"github.com/granaryhq/granary/placement/table"
 	silopb "github.com/granaryhq/granary/proto/silo"
@@ -297,9 +298,11 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	obs.activeActors(rt)
 	hooks.rt = rt
+	poller := busypoll.New(f.busyPoll)
+	obs.busyPolls(poller)
 	apps := callback.NewRegistry(rt, callback.Options{
 		Token: f.appToken, CallTimeout: f.appCallTimeout, MaxResponseSize: f.maxBodySize, Logger: log,
-		Observer: obs.apps(), Tracer: obs.tracer(),
+		Observer: obs.apps(), Tracer: obs.tracer(), Poller: poller,
 	})
 	rem, err := startReminders(rt, store, true, obs, log)
 	if err != nil {
@@ -324,7 +327,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cluster := router.New(self, own, fwd, f.routingWindow, f.peerAddrs)
 	gw := gateway.New(s, gateway.Config{APIToken: f.apiToken, MaxBodySize: f.maxBodySize, Logger: log, Cluster: cluster,
-		ObserveRequest: obs.requests(), Tracer: obs.tracer()})
+		ObserveRequest: obs.requests(), Tracer: obs.tracer(), Poller: poller})
 	bks, err = startBlocks(rt, store, gw, apps, cluster, res, f.sidecarAppID(), f.apiToken, f.maxBodySize, log)
 	if err != nil {
 		return err

@@ -45,7 +45,8 @@ type report struct {
 	AddedP50A        time.Duration    `json:"added_p50_a_ns"` // gateway p50 − direct p50, load (a)
 	AddedP50ANetHTTP time.Duration    `json:"added_p50_a_nethttp_ns,omitempty"`
 	// ProxyAddedP50A is what a process copying bytes and nothing else adds
-	// at p50 in the same run: the floor for any proxy on this machine.
+	// at p50 in the same run: the floor for a proxy whose reads sleep until
+	// data comes (the gateway's --busy-poll saves some of those wake-ups).
 	ProxyAddedP50A   time.Duration      `json:"proxy_added_p50_a_ns,omitempty"`
 	SiloRSSBytes     int64              `json:"silo_rss_bytes"`      // after (b); -1 when unknown
 	SiloPeakRSSBytes int64              `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
@@ -134,7 +135,7 @@ func printReport(w io.Writer, r report) {
 	}
 	fmt.Fprintln(w)
 	if r.ProxyAddedP50A != 0 {
-		fmt.Fprintf(w, "added at p50 by a bare byte-copying proxy process, load (a): %s (the floor for any proxy on this machine)\n",
+		fmt.Fprintf(w, "added at p50 by a bare byte-copying proxy process, load (a): %s (a proxy whose reads sleep until data comes)\n",
 			loadgen.FormatDuration(r.ProxyAddedP50A))
 	}
 	if r.SiloRSSBytes >= 0 {

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/granaryhq/granary/actor"
+	"github.com/granaryhq/granary/internal/busypoll"
+)
+
+// TestServeWithBusyPolling serves keep-alive requests over TCP with a
+// poller: requests sent one at a time, two pipelined in one write, and one
+// whose bytes come in two writes far apart, all answered right, with the
+// idle reads polled and every request counted out of flight again.
+func TestServeWithBusyPolling(t *testing.T) {
+	f := &fakeBackend{resp: actor.Response{Status: 200, Body: []byte(`{"ok":1}`)}}
+	poller := busypoll.New(busypoll.MaxBudget)
+	s := New(f, Config{Poller: poller, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	const req = "POST /v1.0/actors/T/a/method/m HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+	read := func(what string) {
+		t.Helper()
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != `{"ok":1}` {
+			t.Fatalf("%s: %d %q", what, resp.StatusCode, body)
+		}
+	}
+	for i := range 20 {
+		io.WriteString(c, req)
+		read(fmt.Sprintf("request %d", i))
+	}
+	io.WriteString(c, req+req)
+	read("first pipelined request")
+	read("second pipelined request")
+	io.WriteString(c, req[:20])
+	time.Sleep(5 * time.Millisecond) // past the budget: the server parks mid-request
+	io.WriteString(c, req[20:])
+	read("request in two writes")
+
+	if hits, misses := poller.Stats(); hits+misses == 0 {
+		t.Error("no read polled, though each request came after the server had read the one before")
+	}
+	// The handler's End runs before the answer is written, so the count
+	// is back to 0 once the client has read the last answer.
+	if n := poller.InFlight(); n != 0 {
+		t.Errorf("%d requests still counted in flight", n)
+	}
+}

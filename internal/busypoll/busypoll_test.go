@@ -1,0 +1,226 @@
+package busypoll
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns the two ends of a loopback TCP connection.
+func pair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// writeAfter writes msg on c after d.
+func writeAfter(t *testing.T, c net.Conn, d time.Duration, msg string) {
+	go func() {
+		time.Sleep(d)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Errorf("write: %v", err)
+		}
+	}()
+}
+
+func readString(t *testing.T, p *Poller, c net.Conn, own int64) string {
+	t.Helper()
+	buf := make([]byte, 64)
+	n, err := p.Read(c, buf, own)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	return string(buf[:n])
+}
+
+// The moments at which TestReadPolls's peer writes.
+var (
+	whilePolling = func(p *Poller) bool { return p.polling.Load() }
+	afterParking = func(p *Poller) bool { _, misses := p.Stats(); return misses > 0 }
+)
+
+func TestReadPolls(t *testing.T) {
+	tests := []struct {
+		name       string
+		budget     time.Duration
+		inFlight   int64 // calls begun before the read
+		own        int64
+		write      func(*Poller) bool // the peer writes once this holds; nil: before the read
+		hits, miss int64
+	}{
+		{name: "data that comes while polling is found by polling", budget: time.Minute, write: whilePolling, hits: 1},
+		{name: "data after the budget is read after parking", budget: 20 * time.Microsecond, write: afterParking, miss: 1},
+		{name: "data already there is read at once", budget: time.Minute},
+		{name: "another call in flight: no polling", budget: time.Minute, inFlight: 1, write: after(time.Millisecond)},
+		{name: "only the reader's own calls in flight: polling", budget: time.Minute, inFlight: 2, own: 2, write: whilePolling, hits: 1},
+		{name: "more calls than the reader's own: no polling", budget: time.Minute, inFlight: 3, own: 2, write: after(time.Millisecond)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := pair(t)
+			p := &Poller{budget: tt.budget}
+			for range tt.inFlight {
+				p.Begin()
+			}
+			if tt.write == nil {
+				if _, err := client.Write([]byte("ping")); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond) // the bytes are in the socket before the read
+			} else {
+				go func() {
+					for !tt.write(p) {
+						time.Sleep(10 * time.Microsecond)
+					}
+					if _, err := client.Write([]byte("ping")); err != nil {
+						t.Errorf("write: %v", err)
+					}
+				}()
+			}
+			if got := readString(t, p, server, tt.own); got != "ping" {
+				t.Fatalf("read %q, want ping", got)
+			}
+			if hits, misses := p.Stats(); hits != tt.hits || misses != tt.miss {
+				t.Fatalf("hits %d misses %d, want %d and %d", hits, misses, tt.hits, tt.miss)
+			}
+			if p.polling.Load() {
+				t.Fatal("the poller is still marked polling after the read")
+			}
+		})
+	}
+}
+
+// after returns a moment d from its first call.
+func after(d time.Duration) func(*Poller) bool {
+	var at time.Time
+	return func(*Poller) bool {
+		if at.IsZero() {
+			at = time.Now().Add(d)
+		}
+		return !time.Now().Before(at)
+	}
+}
+
+func TestOnlyOneReaderPolls(t *testing.T) {
+	p := New(MaxBudget)
+	_, a := pair(t)
+	_, b := pair(t)
+	p.polling.Store(true) // another reader polls
+	b.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+	if _, err := p.Read(b, make([]byte, 8), 0); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read on a silent connection: %v, want the deadline", err)
+	}
+	if hits, misses := p.Stats(); hits != 0 || misses != 0 {
+		t.Fatalf("a second reader polled: hits %d misses %d", hits, misses)
+	}
+	p.polling.Store(false)
+	a.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+	if _, err := p.Read(a, make([]byte, 8), 0); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read on a silent connection: %v, want the deadline", err)
+	}
+	if _, misses := p.Stats(); misses != 1 {
+		t.Fatalf("misses %d, want 1: the reader should have polled once it was alone", misses)
+	}
+}
+
+func TestReadEnds(t *testing.T) {
+	t.Run("EOF", func(t *testing.T) {
+		client, server := pair(t)
+		go func() { time.Sleep(50 * time.Microsecond); client.Close() }()
+		if _, err := New(MaxBudget).Read(server, make([]byte, 8), 0); err != io.EOF {
+			t.Fatalf("Read after the peer closed: %v, want io.EOF", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		_, server := pair(t)
+		server.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		start := time.Now()
+		_, err := New(MaxBudget).Read(server, make([]byte, 8), 0)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("Read past the deadline: %v, want a timeout", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("Read took %v to time out", d)
+		}
+	})
+	t.Run("closed while parked", func(t *testing.T) {
+		_, server := pair(t)
+		go func() { time.Sleep(20 * time.Millisecond); server.Close() }()
+		if _, err := New(MaxBudget).Read(server, make([]byte, 8), 0); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read on a closed connection: %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		client, server := pair(t)
+		client.(*net.TCPConn).SetLinger(0) // Close sends RST
+		go func() { time.Sleep(50 * time.Microsecond); client.Close() }()
+		_, err := New(MaxBudget).Read(server, make([]byte, 8), 0)
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "read" {
+			t.Fatalf("Read after a reset: %v, want a read OpError", err)
+		}
+	})
+}
+
+func TestNilPollerReads(t *testing.T) {
+	var p *Poller
+	if New(0) != nil || New(-time.Second) != nil {
+		t.Fatal("New of a budget ≤ 0 should give nil")
+	}
+	p.Begin()
+	p.End()
+	client, server := pair(t)
+	writeAfter(t, client, time.Millisecond, "ping")
+	if got := readString(t, p, server, 0); got != "ping" {
+		t.Fatalf("read %q", got)
+	}
+}
+
+func TestBudgetIsBounded(t *testing.T) {
+	if got := New(time.Hour).budget; got != MaxBudget {
+		t.Fatalf("budget %v, want %v", got, MaxBudget)
+	}
+}
+
+// pipeConn hides the descriptor of a connection.
+type pipeConn struct{ net.Conn }
+
+func TestConnWithoutDescriptorIsReadPlainly(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	p := New(MaxBudget)
+	go a.Write([]byte("ping"))
+	if got := readString(t, p, pipeConn{b}, 0); got != "ping" {
+		t.Fatalf("read %q", got)
+	}
+	if hits, misses := p.Stats(); hits != 0 || misses != 0 {
+		t.Fatalf("polled a pipe: hits %d misses %d", hits, misses)
+	}
+}
