@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/granaryhq/granary/internal/busypoll"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
 
@@ -151,34 +152,41 @@ func TestHeadersTooLarge(t *testing.T) {
 }
 
 func TestSlowRequestTimesOut(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name   string
+		poller *busypoll.Poller
+	}{{"parking reads", nil}, {"polling reads", busypoll.New(busypoll.MaxBudget)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := &fakeBackend{}
+			s := New(f, Config{ReadTimeout: 100 * time.Millisecond, Poller: tc.poller, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			go s.Serve(ln)
+			defer s.Shutdown(context.Background())
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			// Headers that never end: the server gives up after ReadTimeout.
+			if _, err := io.WriteString(c, "PUT /v1.0/actors/T/1/method/m HTTP/1.1\r\nHost: gw\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the response: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantWireError(t, "slow request", resp, body, 408, "ERR_REQUEST_TIMEOUT")
+			wantCalls(t, "slow request", f)
+		})
 	}
-	f := &fakeBackend{}
-	s := New(f, Config{ReadTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	go s.Serve(ln)
-	defer s.Shutdown(context.Background())
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	// Headers that never end: the server gives up after ReadTimeout.
-	if _, err := io.WriteString(c, "PUT /v1.0/actors/T/1/method/m HTTP/1.1\r\nHost: gw\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading the response: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	wantWireError(t, "slow request", resp, body, 408, "ERR_REQUEST_TIMEOUT")
-	wantCalls(t, "slow request", f)
 }
 
 func TestUnparsableRequest(t *testing.T) {
