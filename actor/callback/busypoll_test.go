@@ -1,7 +1,10 @@
 package callback_test
 
 import (
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/granaryhq/granary/actor"
 	"github.com/granaryhq/granary/internal/busypoll"
@@ -30,6 +33,41 @@ func TestActorCallsWithBusyPolling(t *testing.T) {
 		t.Error("no read of an answer polled")
 	}
 	if n := poller.InFlight(); n != 0 {
+		t.Errorf("%d calls still counted in flight", n)
+	}
+}
+
+// TestActorCallTimeoutWithBusyPolling: an app that never answers still
+// fails the call at CallTimeout when the read of its answer polls.
+func TestActorCallTimeoutWithBusyPolling(t *testing.T) {
+	app := newFakeApp(t, `{"entities":["Sloth"]}`)
+	app.set(func(a *fakeApp) {
+		a.actor = func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/slow") {
+				app.hang(r)
+				return
+			}
+			w.Write([]byte("quick"))
+		}
+	})
+	rt := newRuntime(t)
+	opts := calmOptions()
+	opts.CallTimeout = 200 * time.Millisecond
+	opts.Poller = busypoll.New(busypoll.MaxBudget)
+	reg := newRegistry(t, rt, opts)
+	ctx := ctxFor(t)
+	if err := reg.Register(ctx, "sloth", app.URL(), true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _, _, _, err := invoke(ctx, rt, "Sloth", "s", "slow", nil)
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "200ms") || took < opts.CallTimeout || took > 2*time.Second {
+		t.Fatalf("a call the app never answers: %v after %v, want the 200ms timeout", err, took)
+	}
+	if _, body, _, _, err := invoke(ctx, rt, "Sloth", "s", "fast", nil); err != nil || body != "quick" {
+		t.Errorf("next call = %q %v", body, err)
+	}
+	if n := opts.Poller.InFlight(); n != 0 {
 		t.Errorf("%d calls still counted in flight", n)
 	}
 }
