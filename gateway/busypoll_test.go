@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 // whose bytes come in two writes far apart, all answered right, with the
 // idle reads polled and every request counted out of flight again.
 func TestServeWithBusyPolling(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("busy polling is implemented on Linux only")
+	}
 	f := &fakeBackend{resp: actor.Response{Status: 200, Body: []byte(`{"ok":1}`)}}
 	poller := busypoll.New(busypoll.MaxBudget)
 	s := New(f, Config{Poller: poller, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

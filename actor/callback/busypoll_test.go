@@ -2,6 +2,7 @@ package callback_test
 
 import (
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 // TestActorCallsWithBusyPolling makes actor calls with a poller: each is
 // counted in flight while it runs, and the read of the app's answer polls.
 func TestActorCallsWithBusyPolling(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("busy polling is implemented on Linux only")
+	}
 	app := newFakeApp(t, `{"entities":["Counter"]}`)
 	rt := newRuntime(t)
 	opts := calmOptions()

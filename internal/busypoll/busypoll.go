@@ -14,11 +14,8 @@
 package busypoll
 
 import (
-	"io"
 	"net"
-	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -80,69 +77,11 @@ func (p *Poller) Stats() (hits, misses int64) {
 // next request, 1 or 2 for one waiting for the answer to a call out (the
 // call, and the request it serves). When no more calls than that are in
 // flight and no other reader polls, Read polls c before it parks. Read
-// polls only connections that expose their descriptor (syscall.Conn);
-// others are read as they are.
+// polls only on Linux, and only connections that expose their descriptor
+// (syscall.Conn); others are read as they are.
 func (p *Poller) Read(c net.Conn, b []byte, own int64) (int, error) {
 	if p == nil || len(b) == 0 || p.inFlight.Load() > own {
 		return c.Read(b)
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return c.Read(b)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil || !p.polling.CompareAndSwap(false, true) {
-		return c.Read(b)
-	}
-	var (
-		n       int
-		rerr    error
-		polling = true
-		polled  = false // at least one read found nothing
-		until   = time.Now().Add(p.budget)
-	)
-	stopPolling := func() {
-		if polling {
-			polling = false
-			p.polling.Store(false)
-		}
-	}
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), b)
-			switch {
-			case rerr == syscall.EINTR:
-				continue
-			case rerr != syscall.EAGAIN:
-				if polled && polling {
-					p.hits.Add(1)
-				}
-				return true
-			}
-			polled = true
-			if !polling {
-				return false // woken without data: park again
-			}
-			if p.inFlight.Load() > own || !time.Now().Before(until) {
-				p.misses.Add(1)
-				stopPolling()
-				return false // park until the socket is readable
-			}
-			// Let the kernel run another task waiting for this CPU, such
-			// as the peer that is to send the data: the poll must not
-			// delay what it waits for.
-			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-		}
-	})
-	stopPolling()
-	if err != nil {
-		return 0, err // closed, or the read deadline passed
-	}
-	if rerr != nil {
-		return 0, &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
+	return p.poll(c, b, own)
 }
