@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"runtime"
 	"testing"
@@ -26,24 +23,7 @@ func TestServeWithBusyPolling(t *testing.T) {
 	}
 	f := &fakeBackend{resp: actor.Response{Status: 200, Body: []byte(`{"ok":1}`)}}
 	poller := busypoll.New(busypoll.MaxBudget)
-	s := New(f, Config{Poller: poller, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c := servePlainTCP(t, f, Config{Poller: poller}).dial(t)
 	r := bufio.NewReader(c)
 	const req = "POST /v1.0/actors/T/a/method/m HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 	read := func(what string) {

@@ -157,22 +157,8 @@ func TestSlowRequestTimesOut(t *testing.T) {
 		poller *busypoll.Poller
 	}{{"parking reads", nil}, {"polling reads", busypoll.New(busypoll.MaxBudget)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
 			f := &fakeBackend{}
-			s := New(f, Config{ReadTimeout: 100 * time.Millisecond, Poller: tc.poller, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			go s.Serve(ln)
-			defer s.Shutdown(context.Background())
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			c := servePlainTCP(t, f, Config{ReadTimeout: 100 * time.Millisecond, Poller: tc.poller}).dial(t)
 			// Headers that never end: the server gives up after ReadTimeout.
 			if _, err := io.WriteString(c, "PUT /v1.0/actors/T/1/method/m HTTP/1.1\r\nHost: gw\r\n"); err != nil {
 				t.Fatal(err)

@@ -59,15 +59,32 @@ type tcpGateway struct {
 // failing that, cleanup does.
 func serveTCP(t *testing.T, backend Backend, cfg Config) *tcpGateway {
 	t.Helper()
+	return startTCP(t, backend, cfg, true)
+}
+
+// servePlainTCP is serveTCP without the signal of each connection's first
+// read, so that the gateway reads the accepted sockets themselves (and its
+// reads can poll them); got stays empty.
+func servePlainTCP(t *testing.T, backend Backend, cfg Config) *tcpGateway {
+	t.Helper()
+	return startTCP(t, backend, cfg, false)
+}
+
+func startTCP(t *testing.T, backend Backend, cfg Config, signalReads bool) *tcpGateway {
+	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("no loopback TCP listener: %v", err)
 	}
-	ln := &readListener{Listener: inner, got: make(chan struct{}, 64)}
+	var ln net.Listener = inner
+	got := make(chan struct{}, 64)
+	if signalReads {
+		ln = &readListener{Listener: inner, got: got}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	g := &tcpGateway{s: New(backend, cfg), addr: inner.Addr().String(), got: ln.got, done: make(chan error, 1)}
+	g := &tcpGateway{s: New(backend, cfg), addr: inner.Addr().String(), got: got, done: make(chan error, 1)}
 	go func() { g.done <- g.s.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

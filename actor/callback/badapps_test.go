@@ -124,16 +124,7 @@ func TestBadApps(t *testing.T) {
 		goodStillServes(t)
 	})
 	t.Run("slow actor", func(t *testing.T) {
-		app := newFakeApp(t, `{"entities":["Sloth"]}`)
-		app.set(func(a *fakeApp) {
-			a.actor = func(w http.ResponseWriter, r *http.Request) {
-				if strings.HasSuffix(r.URL.Path, "/slow") {
-					app.hang(r)
-					return
-				}
-				w.Write([]byte("quick"))
-			}
-		})
+		app := newSlothApp(t)
 		if err := reg.Register(ctx, "sloth", app.URL(), true); err != nil {
 			t.Fatal(err)
 		}

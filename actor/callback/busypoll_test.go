@@ -1,7 +1,6 @@
 package callback_test
 
 import (
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -44,16 +43,7 @@ func TestActorCallsWithBusyPolling(t *testing.T) {
 // TestActorCallTimeoutWithBusyPolling: an app that never answers still
 // fails the call at CallTimeout when the read of its answer polls.
 func TestActorCallTimeoutWithBusyPolling(t *testing.T) {
-	app := newFakeApp(t, `{"entities":["Sloth"]}`)
-	app.set(func(a *fakeApp) {
-		a.actor = func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasSuffix(r.URL.Path, "/slow") {
-				app.hang(r)
-				return
-			}
-			w.Write([]byte("quick"))
-		}
-	})
+	app := newSlothApp(t)
 	rt := newRuntime(t)
 	opts := calmOptions()
 	opts.CallTimeout = 200 * time.Millisecond

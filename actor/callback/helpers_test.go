@@ -143,6 +143,22 @@ func (a *fakeApp) reset() {
 	a.mu.Unlock()
 }
 
+// newSlothApp returns an app of the type Sloth whose actors never answer
+// the method "slow" and answer "quick" to every other.
+func newSlothApp(t testing.TB) *fakeApp {
+	app := newFakeApp(t, `{"entities":["Sloth"]}`)
+	app.set(func(a *fakeApp) {
+		a.actor = func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/slow") {
+				app.hang(r)
+				return
+			}
+			w.Write([]byte("quick"))
+		}
+	})
+	return app
+}
+
 func newRuntime(t testing.TB) *actor.Runtime {
 	t.Helper()
 	rt, err := actor.New(actor.Config{Store: memstore.New(), Logger: quietLogger()})
