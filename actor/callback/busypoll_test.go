@@ -1,6 +1,7 @@
 package callback_test
 
 import (
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -11,12 +12,21 @@ import (
 )
 
 // TestActorCallsWithBusyPolling makes actor calls with a poller: each is
-// counted in flight while it runs, and the read of the app's answer polls.
+// counted in flight while it runs, and the read of the app's answer polls
+// (here until the budget runs out, since the app answers later).
 func TestActorCallsWithBusyPolling(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("busy polling is implemented on Linux only")
 	}
 	app := newFakeApp(t, `{"entities":["Counter"]}`)
+	app.set(func(a *fakeApp) {
+		a.actor = func(w http.ResponseWriter, r *http.Request) {
+			// Answer well after the read of the answer has begun, however
+			// loaded the machine: that read finds nothing and polls.
+			time.Sleep(3 * time.Millisecond)
+			w.Write([]byte("ok"))
+		}
+	})
 	rt := newRuntime(t)
 	opts := calmOptions()
 	poller := busypoll.New(busypoll.MaxBudget)
