@@ -17,6 +17,9 @@ func Parallel(ctx context.Context, n, workers int, do func(ctx context.Context, 
 	for range max(workers, 1) {
 		wg.Go(func() {
 			for i := range next {
+				if ctx.Err() != nil {
+					continue // stopped: drain what the feeder still sends
+				}
 				if err := do(ctx, i); err != nil {
 					cancel(err)
 				}
