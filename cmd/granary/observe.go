@@ -207,7 +207,7 @@ func (o *observability) busyPolls(p *busypoll.Poller) {
 }
 
 var pollDesc = prometheus.NewDesc("granary_busy_polls_total",
-	"Reads that polled their socket before parking (--busy-poll), by whether the data came while polling (found) or the poll ran out (parked).",
+	"Reads that could poll their socket before parking (--busy-poll), by whether the data came while polling (found), the poll ran out (parked), or the read did not poll because polls like it had mostly run out just before (paused).",
 	[]string{"result"}, nil)
 
 type pollCollector struct{ p *busypoll.Poller }
@@ -215,9 +215,10 @@ type pollCollector struct{ p *busypoll.Poller }
 func (c pollCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pollDesc }
 
 func (c pollCollector) Collect(ch chan<- prometheus.Metric) {
-	found, parked := c.p.Stats()
+	found, parked, paused := c.p.Stats()
 	ch <- prometheus.MustNewConstMetric(pollDesc, prometheus.CounterValue, float64(found), "found")
 	ch <- prometheus.MustNewConstMetric(pollDesc, prometheus.CounterValue, float64(parked), "parked")
+	ch <- prometheus.MustNewConstMetric(pollDesc, prometheus.CounterValue, float64(paused), "paused")
 }
 
 // gauge registers a gauge read at scrape time, when metrics are on.

@@ -23,14 +23,65 @@ import (
 // of CPU for any wake-up it could save.
 const MaxBudget = time.Millisecond
 
+// Polls that mostly run out are not worth their CPU: a connection among
+// many that each send a request now and then waits far longer than any
+// budget. So the polls of each kind of read (by own, see Read) are judged
+// in windows of windowPolls: when fewer than one in minHitShare of a
+// window's polls found data, that kind of read does not poll for a pause,
+// and then tries again. The pause doubles, from firstPause up to
+// maxPause, while windows keep failing, and is reset by one that does not.
+const (
+	windowPolls = 64
+	minHitShare = 4
+	firstPause  = 100 * time.Millisecond
+	maxPause    = 5 * time.Second
+	readKinds   = 3 // own of 0, 1, and 2 or more
+)
+
 // A Poller decides which reads poll. A nil Poller never polls.
 type Poller struct {
 	budget   time.Duration
-	polling  atomic.Bool  // a reader is polling
-	inFlight atomic.Int64 // calls begun and not ended
-	hits     atomic.Int64 // polls that found data
-	misses   atomic.Int64 // polls that ran out and parked
+	now      func() time.Time // time.Now, or a test's clock
+	polling  atomic.Bool      // a reader is polling
+	inFlight atomic.Int64     // calls begun and not ended
+	hits     atomic.Int64     // polls that found data
+	misses   atomic.Int64     // polls that ran out and parked
+	paused   atomic.Int64     // polls skipped while their kind was paused
+
+	// Written only by the reader that holds polling.
+	kinds [readKinds]readKind
 }
+
+// readKind is the current window of one kind of read.
+type readKind struct {
+	hits, misses int
+	lastPause    time.Duration // of the window before, if it failed
+	pausedUntil  atomic.Int64  // Unix nanoseconds; no polling before
+}
+
+// record counts a poll's outcome in its kind's window, and pauses the kind
+// when the window is full and too few of its polls found data.
+func (k *readKind) record(found bool, now time.Time) {
+	if found {
+		k.hits++
+	} else {
+		k.misses++
+	}
+	n := k.hits + k.misses
+	if n < windowPolls {
+		return
+	}
+	if k.hits*minHitShare < n {
+		k.lastPause = min(max(2*k.lastPause, firstPause), maxPause)
+		k.pausedUntil.Store(now.Add(k.lastPause).UnixNano())
+	} else {
+		k.lastPause = 0
+	}
+	k.hits, k.misses = 0, 0
+}
+
+// kind returns the window of the reads that stand for own calls.
+func (p *Poller) kind(own int64) *readKind { return &p.kinds[min(max(own, 0), readKinds-1)] }
 
 // New returns a Poller whose readers poll for up to budget, at most
 // MaxBudget; a budget of 0 or less gives nil, which never polls.
@@ -38,7 +89,7 @@ func New(budget time.Duration) *Poller {
 	if budget <= 0 {
 		return nil
 	}
-	return &Poller{budget: min(budget, MaxBudget)}
+	return &Poller{budget: min(budget, MaxBudget), now: time.Now}
 }
 
 // Begin counts a call in flight, and End counts it done: a request being
@@ -63,13 +114,14 @@ func (p *Poller) InFlight() int64 {
 	return p.inFlight.Load()
 }
 
-// Stats returns how many polls found data and how many ran out of budget
-// and parked.
-func (p *Poller) Stats() (hits, misses int64) {
+// Stats returns how many polls found data, how many ran out of budget and
+// parked, and how many reads did not poll because polls of their kind had
+// mostly run out just before.
+func (p *Poller) Stats() (hits, misses, paused int64) {
 	if p == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return p.hits.Load(), p.misses.Load()
+	return p.hits.Load(), p.misses.Load(), p.paused.Load()
 }
 
 // Read reads from c into b, as c.Read does. own is how many of the calls in

@@ -63,7 +63,7 @@ func readString(t *testing.T, p *Poller, c net.Conn, own int64) string {
 // The moments at which TestReadPolls's peer writes.
 var (
 	whilePolling = func(p *Poller) bool { return p.polling.Load() }
-	afterParking = func(p *Poller) bool { _, misses := p.Stats(); return misses > 0 }
+	afterParking = func(p *Poller) bool { _, misses, _ := p.Stats(); return misses > 0 }
 )
 
 func TestReadPolls(t *testing.T) {
@@ -85,7 +85,7 @@ func TestReadPolls(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			client, server := pair(t)
-			p := &Poller{budget: tt.budget}
+			p := &Poller{budget: tt.budget, now: time.Now}
 			for range tt.inFlight {
 				p.Begin()
 			}
@@ -107,7 +107,7 @@ func TestReadPolls(t *testing.T) {
 			if got := readString(t, p, server, tt.own); got != "ping" {
 				t.Fatalf("read %q, want ping", got)
 			}
-			if hits, misses := p.Stats(); hits != tt.hits || misses != tt.miss {
+			if hits, misses, _ := p.Stats(); hits != tt.hits || misses != tt.miss {
 				t.Fatalf("hits %d misses %d, want %d and %d", hits, misses, tt.hits, tt.miss)
 			}
 			if p.polling.Load() {
@@ -137,7 +137,7 @@ func TestOnlyOneReaderPolls(t *testing.T) {
 	if _, err := p.Read(b, make([]byte, 8), 0); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read on a silent connection: %v, want the deadline", err)
 	}
-	if hits, misses := p.Stats(); hits != 0 || misses != 0 {
+	if hits, misses, _ := p.Stats(); hits != 0 || misses != 0 {
 		t.Fatalf("a second reader polled: hits %d misses %d", hits, misses)
 	}
 	p.polling.Store(false)
@@ -145,7 +145,7 @@ func TestOnlyOneReaderPolls(t *testing.T) {
 	if _, err := p.Read(a, make([]byte, 8), 0); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read on a silent connection: %v, want the deadline", err)
 	}
-	if _, misses := p.Stats(); misses != 1 {
+	if _, misses, _ := p.Stats(); misses != 1 {
 		t.Fatalf("misses %d, want 1: the reader should have polled once it was alone", misses)
 	}
 }
@@ -222,7 +222,87 @@ func TestConnWithoutDescriptorIsReadPlainly(t *testing.T) {
 	if got := readString(t, p, pipeConn{b}, 0); got != "ping" {
 		t.Fatalf("read %q", got)
 	}
-	if hits, misses := p.Stats(); hits != 0 || misses != 0 {
+	if hits, misses, _ := p.Stats(); hits != 0 || misses != 0 {
 		t.Fatalf("polled a pipe: hits %d misses %d", hits, misses)
+	}
+}
+
+func TestReadKindPausesAfterWindowsOfMisses(t *testing.T) {
+	at := time.Unix(1000, 0)
+	window := func(k *readKind, hits int) {
+		for i := range windowPolls {
+			k.record(i < hits, at)
+		}
+	}
+	var k readKind
+	pausedFor := func() time.Duration { return time.Duration(k.pausedUntil.Load() - at.UnixNano()) }
+	steps := []struct {
+		name string
+		hits int
+		want time.Duration // pause after the window; ≤ 0 means none from it
+	}{
+		{"a window that mostly found data", windowPolls / 2, 0},
+		{"exactly one in four found data", windowPolls / minHitShare, 0},
+		{"a window of misses pauses", 0, firstPause},
+		{"another doubles the pause", windowPolls/minHitShare - 1, 2 * firstPause},
+		{"and again", 0, 4 * firstPause},
+		{"a good window resets it", windowPolls, 0},
+		{"so the next bad one pauses from the start", 1, firstPause},
+	}
+	for _, st := range steps {
+		k.pausedUntil.Store(at.UnixNano()) // the pause before has run out
+		window(&k, st.hits)
+		if got := pausedFor(); got != st.want {
+			t.Fatalf("%s: paused for %v, want %v", st.name, got, st.want)
+		}
+	}
+	for range 20 {
+		window(&k, 0)
+	}
+	if got := pausedFor(); got != maxPause {
+		t.Fatalf("after many bad windows: paused for %v, want the bound %v", got, maxPause)
+	}
+}
+
+// writeWhilePolling writes msg on c once a reader of p polls.
+func writeWhilePolling(t *testing.T, p *Poller, c net.Conn, msg string) {
+	go func() {
+		for !p.polling.Load() {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Errorf("write: %v", err)
+		}
+	}()
+}
+
+func TestPausedKindReadsWithoutPolling(t *testing.T) {
+	client, server := pair(t)
+	clock := time.Unix(1000, 0)
+	p := &Poller{budget: time.Minute, now: func() time.Time { return clock }}
+	p.kind(0).pausedUntil.Store(clock.Add(time.Second).UnixNano())
+	writeAfter(t, client, time.Millisecond, "ping")
+	if got := readString(t, p, server, 0); got != "ping" {
+		t.Fatalf("read %q", got)
+	}
+	if hits, misses, paused := p.Stats(); hits != 0 || misses != 0 || paused != 1 {
+		t.Fatalf("hits %d misses %d paused %d, want one paused read", hits, misses, paused)
+	}
+	// Reads of another kind still poll.
+	writeWhilePolling(t, p, client, "pong")
+	if got := readString(t, p, server, 2); got != "pong" {
+		t.Fatalf("read %q", got)
+	}
+	if hits, _, _ := p.Stats(); hits != 1 {
+		t.Fatalf("the other kind's read did not poll: hits %d", hits)
+	}
+	// Once the pause has passed, the first kind polls again.
+	clock = clock.Add(2 * time.Second)
+	writeWhilePolling(t, p, client, "ping")
+	if got := readString(t, p, server, 0); got != "ping" {
+		t.Fatalf("read %q", got)
+	}
+	if hits, _, paused := p.Stats(); hits != 2 || paused != 1 {
+		t.Fatalf("after the pause: hits %d paused %d, want 2 and 1", hits, paused)
 	}
 }

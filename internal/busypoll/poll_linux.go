@@ -7,13 +7,18 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"time"
 )
 
 // poll reads c into b, polling it first when no other reader polls.
 func (p *Poller) poll(c net.Conn, b []byte, own int64) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
+		return c.Read(b)
+	}
+	kind := p.kind(own)
+	start := p.now()
+	if start.UnixNano() < kind.pausedUntil.Load() {
+		p.paused.Add(1)
 		return c.Read(b)
 	}
 	rc, err := sc.SyscallConn()
@@ -25,7 +30,7 @@ func (p *Poller) poll(c net.Conn, b []byte, own int64) (int, error) {
 		rerr    error
 		polling = true
 		polled  = false // at least one read found nothing
-		until   = time.Now().Add(p.budget)
+		until   = start.Add(p.budget)
 	)
 	stopPolling := func() {
 		if polling {
@@ -42,6 +47,7 @@ func (p *Poller) poll(c net.Conn, b []byte, own int64) (int, error) {
 			case rerr != syscall.EAGAIN:
 				if polled && polling {
 					p.hits.Add(1)
+					kind.record(true, start)
 				}
 				return true
 			}
@@ -49,8 +55,13 @@ func (p *Poller) poll(c net.Conn, b []byte, own int64) (int, error) {
 			if !polling {
 				return false // woken without data: park again
 			}
-			if p.inFlight.Load() > own || !time.Now().Before(until) {
+			if p.inFlight.Load() > own {
+				stopPolling() // another call began: the CPU is for it
+				return false
+			}
+			if now := p.now(); !now.Before(until) {
 				p.misses.Add(1)
+				kind.record(false, now)
 				stopPolling()
 				return false // park until the socket is readable
 			}
