@@ -10,7 +10,8 @@
 // non-blocking reads for up to a budget before it parks, and only while the
 // calls in flight are no more than the reader's own. Under load no reader
 // polls: data is usually waiting already, and the CPU is better spent on
-// another call.
+// another call. Nor does a kind of read whose polls have mostly run out,
+// for a while: it would spend the CPU for nothing.
 package busypoll
 
 import (
@@ -46,7 +47,7 @@ type Poller struct {
 	inFlight atomic.Int64     // calls begun and not ended
 	hits     atomic.Int64     // polls that found data
 	misses   atomic.Int64     // polls that ran out and parked
-	paused   atomic.Int64     // polls skipped while their kind was paused
+	paused   atomic.Int64     // reads that did not poll: their kind was paused
 
 	// Written only by the reader that holds polling.
 	kinds [readKinds]readKind
