@@ -1,3 +1,7 @@
+//go:build linux
+
+// Busy polling is implemented on Linux only (see internal/busypoll).
+
 package gateway
 
 import (
@@ -5,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"testing"
 	"time"
 
@@ -18,9 +21,6 @@ import (
 // whose bytes come in two writes far apart, all answered right, with the
 // idle reads polled and every request counted out of flight again.
 func TestServeWithBusyPolling(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("busy polling is implemented on Linux only")
-	}
 	f := &fakeBackend{resp: actor.Response{Status: 200, Body: []byte(`{"ok":1}`)}}
 	poller := busypoll.New(busypoll.MaxBudget)
 	c := servePlainTCP(t, f, Config{Poller: poller}).dial(t)

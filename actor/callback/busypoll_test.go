@@ -1,8 +1,11 @@
+//go:build linux
+
+// Busy polling is implemented on Linux only (see internal/busypoll).
+
 package callback_test
 
 import (
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +18,6 @@ import (
 // counted in flight while it runs, and the read of the app's answer polls
 // (here until the budget runs out, since the app answers later).
 func TestActorCallsWithBusyPolling(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("busy polling is implemented on Linux only")
-	}
 	app := newFakeApp(t, `{"entities":["Counter"]}`)
 	app.set(func(a *fakeApp) {
 		a.actor = func(w http.ResponseWriter, r *http.Request) {
