@@ -200,6 +200,8 @@ func bench(ctx context.Context, o options, out io.Writer) (rep report, err error
 			method: "POST", path: "/v1.0/actors/Echo/{actor}/method/echo"},
 		{name: "(b) direct", load: "b", via: "direct", addr: appAddr, conns: o.conns, actors: many,
 			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
+		{name: "(b) bare proxy", load: "b", via: "proxy", addr: proxyAddr, conns: o.conns, actors: many,
+			method: "PUT", path: "/actors/Echo/{actor}/method/echo"},
 	}...)
 	rep = report{Duration: o.duration.String(), Warmup: o.warmup.String(), Rounds: o.rounds, SiloRSSBytes: -1, SiloPeakRSSBytes: -1}
 	results := make([]loadgen.Result, len(scenarios))

@@ -29,6 +29,7 @@ func TestEvaluate(t *testing.T) {
 			scenarioResult("a", "proxy", 9000, 105*time.Microsecond, 300*time.Microsecond, 0),
 			scenarioResult("b", "gateway", 20000, 2*time.Millisecond, 8*time.Millisecond, 0),
 			scenarioResult("b", "direct", 30000, time.Millisecond, 4*time.Millisecond, 0),
+			scenarioResult("b", "proxy", 24000, 1500*time.Microsecond, 5*time.Millisecond, 0),
 		}}
 	}
 	tests := []struct {
@@ -80,12 +81,13 @@ func TestEvaluate(t *testing.T) {
 	}
 	r := good()
 	r.evaluate()
-	if r.RatioA != 5000.0/12000 || r.RatioB != 20000.0/30000 {
-		t.Errorf("ratios %v %v", r.RatioA, r.RatioB)
+	if r.RatioA != 5000.0/12000 || r.RatioB != 20000.0/30000 || r.ProxyRatioB != 24000.0/30000 {
+		t.Errorf("ratios %v %v, proxy (b) %v", r.RatioA, r.RatioB, r.ProxyRatioB)
 	}
 	var out strings.Builder
 	printReport(&out, r)
-	for _, want := range []string{"(a) gateway", "(b) direct", "42%", "67%", "30.0 MiB", "PASS  (a) gateway p50 ≤ 250µs", "PASS  (a) gateway adds ≤ 50.0µs at p50", "added by the gateway at p50, load (a): 40.0µs", "bare byte-copying proxy process, load (a): 25.0µs", "overall: PASS"} {
+	for _, want := range []string{"(a) gateway", "(b) direct", "42%", "67%", "30.0 MiB", "PASS  (a) gateway p50 ≤ 250µs", "PASS  (a) gateway adds ≤ 50.0µs at p50", "added by the gateway at p50, load (a): 40.0µs", "bare byte-copying proxy process, load (a): 25.0µs",
+		"bare byte-copying proxy process, load (b): 80% of direct", "overall: PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

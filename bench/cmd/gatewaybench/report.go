@@ -47,7 +47,11 @@ type report struct {
 	// ProxyAddedP50A is what a process copying bytes and nothing else adds
 	// at p50 in the same run: the floor for a proxy whose reads sleep until
 	// data comes (the gateway's --busy-poll saves some of those wake-ups).
-	ProxyAddedP50A   time.Duration      `json:"proxy_added_p50_a_ns,omitempty"`
+	ProxyAddedP50A time.Duration `json:"proxy_added_p50_a_ns,omitempty"`
+	// ProxyRatioB is the proxy's rps under load (b) as a share of direct:
+	// the ceiling for RatioB of a process that adds one hop each way and
+	// does nothing else, on this machine.
+	ProxyRatioB      float64            `json:"proxy_ratio_b,omitempty"`
 	SiloRSSBytes     int64              `json:"silo_rss_bytes"`      // after (b); -1 when unknown
 	SiloPeakRSSBytes int64              `json:"silo_peak_rss_bytes"` // VmHWM after (b); -1 when unknown
 	RSSError         string             `json:"rss_error,omitempty"`
@@ -74,6 +78,9 @@ func (r *report) evaluate() {
 	r.AddedP50A = ga.P50 - da.P50
 	if pa := r.result("a", "proxy"); pa.Requests > 0 {
 		r.ProxyAddedP50A = pa.P50 - da.P50
+	}
+	if pb := r.result("b", "proxy"); pb.Requests > 0 {
+		r.ProxyRatioB = benchproc.Ratio(pb.RPS, db.RPS)
 	}
 	if gn.Requests > 0 {
 		r.AddedP50ANetHTTP = gn.P50 - dn.P50
@@ -137,6 +144,10 @@ func printReport(w io.Writer, r report) {
 	if r.ProxyAddedP50A != 0 {
 		fmt.Fprintf(w, "added at p50 by a bare byte-copying proxy process, load (a): %s (a proxy whose reads sleep until data comes)\n",
 			loadgen.FormatDuration(r.ProxyAddedP50A))
+	}
+	if r.ProxyRatioB != 0 {
+		fmt.Fprintf(w, "rps of a bare byte-copying proxy process, load (b): %.0f%% of direct (the ceiling for a process in the path)\n",
+			100*r.ProxyRatioB)
 	}
 	if r.SiloRSSBytes >= 0 {
 		fmt.Fprintf(w, "silo RSS after (b): %s (peak %s)\n", benchproc.MiB(r.SiloRSSBytes), benchproc.MiB(r.SiloPeakRSSBytes))
