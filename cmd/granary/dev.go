@@ -106,7 +106,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.turnWait, "turn-wait-timeout", 60*time.Second, "longest a call waits for an actor's turn")
 	fs.DurationVar(&f.appCallTimeout, "app-call-timeout", 60*time.Second, "longest one actor call to an app may take")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-timeout", 45*time.Second, "longest a clean shutdown may take before exiting anyway")
-	fs.DurationVar(&f.busyPoll, "busy-poll", 50*time.Microsecond, "while at most one call is in flight, poll a socket this long for the next bytes before sleeping, which saves a wake-up on each hop of a call at the cost of that much CPU (0 turns it off; at most 1ms)")
+	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "while at most one call is in flight, poll a socket this long for the next bytes before sleeping, which saves a wake-up on each hop of a call at the cost of that much CPU (0 turns it off; at most 1ms)")
 	fs.StringVar(&f.appProtocol, "app-protocol", "http", "how the apps of --app-url are called: http, or grpc for apps that serve Dapr's gRPC app callbacks (service invocation and pub/sub; actors stay on HTTP); an --app-url of grpc://host:port is a gRPC app either way")
 	f.grpcPort = portFlag{port: defaultGRPCPort}
 	fs.Var(&f.grpcPort, "grpc-port", "port of Dapr's gRPC API (0 for none)")

@@ -26,7 +26,7 @@ func TestParseDevFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.httpPort != 4000 || f.dataDir != "./.granary" || f.host != "127.0.0.1" || f.busyPoll != 50*time.Microsecond {
+	if f.httpPort != 4000 || f.dataDir != "./.granary" || f.host != "127.0.0.1" || f.busyPoll != 100*time.Microsecond {
 		t.Fatalf("flags %+v", f)
 	}
 	want := []appSpec{{"app", "http://127.0.0.1:3000"}, {"shop", "http://127.0.0.1:3001/base"}, {"app-3", "http://127.0.0.1:3002"}}
