@@ -49,11 +49,13 @@ type Registry struct {
 	roundsDone    prometheus.Counter
 	roundDuration prometheus.Histogram
 
-	// routes caches the series of (route, status) pairs, reminders those
-	// of each actor type: a map read under a read lock allocates nothing,
-	// where a labelled lookup would.
+	// routes caches the series of (route, status) pairs, calls those of
+	// (gRPC method, code) pairs, reminders those of each actor type: a map
+	// read under a read lock allocates nothing, where a labelled lookup
+	// would.
 	mu        sync.RWMutex
 	routes    map[routeKey]*routeSeries
+	calls     map[callKey]*routeSeries
 	reminders map[string]*reminderSeries
 }
 
@@ -63,7 +65,7 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // New returns a registry with the Go runtime and process collectors and
 // every granary_* metric registered.
 func New() *Registry {
-	r := &Registry{reg: prometheus.NewRegistry(), routes: map[routeKey]*routeSeries{}, reminders: map[string]*reminderSeries{}}
+	r := &Registry{reg: prometheus.NewRegistry(), routes: map[routeKey]*routeSeries{}, calls: map[callKey]*routeSeries{}, reminders: map[string]*reminderSeries{}}
 	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hist := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets}, labels)
@@ -170,6 +172,27 @@ func (r *Registry) Request(route string, status int, d time.Duration) {
 // method name, one of the service's (unknown methods are refused by gRPC
 // before any interceptor runs).
 func (r *Registry) GRPCCall(method string, code codes.Code, d time.Duration) {
-	r.grpcRequests.WithLabelValues(method, code.String()).Inc()
-	r.grpcDuration.WithLabelValues(method).Observe(d.Seconds())
+	k := callKey{method, code}
+	r.mu.RLock()
+	cs := r.calls[k]
+	r.mu.RUnlock()
+	if cs == nil {
+		r.mu.Lock()
+		if cs = r.calls[k]; cs == nil {
+			cs = &routeSeries{
+				count:    r.grpcRequests.WithLabelValues(method, code.String()),
+				duration: r.grpcDuration.WithLabelValues(method),
+			}
+			r.calls[k] = cs
+		}
+		r.mu.Unlock()
+	}
+	cs.count.Inc()
+	cs.duration.Observe(d.Seconds())
+}
+
+// callKey names the series of one gRPC method and status code.
+type callKey struct {
+	method string
+	code   codes.Code
 }

@@ -104,3 +104,13 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per turn, app call and request", n)
 	}
 }
+
+// BenchmarkGRPCCall records calls of one method and code, as the gRPC API
+// does on every call.
+func BenchmarkGRPCCall(b *testing.B) {
+	r := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		r.GRPCCall("/dapr.proto.runtime.v1.Dapr/InvokeActor", codes.OK, time.Millisecond)
+	}
+}
