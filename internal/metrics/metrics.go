@@ -149,44 +149,43 @@ type routeSeries struct {
 // Request records one HTTP request the gateway answered. route must be one
 // of a fixed set of route names.
 func (r *Registry) Request(route string, status int, d time.Duration) {
-	k := routeKey{route, status}
-	r.mu.RLock()
-	rs := r.routes[k]
-	r.mu.RUnlock()
-	if rs == nil {
-		r.mu.Lock()
-		if rs = r.routes[k]; rs == nil {
-			rs = &routeSeries{
-				count:    r.requests.WithLabelValues(route, strconv.Itoa(status)),
-				duration: r.requestDuration.WithLabelValues(route),
-			}
-			r.routes[k] = rs
+	rs := cachedSeries(r, r.routes, routeKey{route, status}, func() *routeSeries {
+		return &routeSeries{
+			count:    r.requests.WithLabelValues(route, strconv.Itoa(status)),
+			duration: r.requestDuration.WithLabelValues(route),
 		}
-		r.mu.Unlock()
-	}
+	})
 	rs.count.Inc()
 	rs.duration.Observe(d.Seconds())
+}
+
+// cachedSeries returns m[k], made by mk the first time k is asked for.
+func cachedSeries[K comparable](r *Registry, m map[K]*routeSeries, k K, mk func() *routeSeries) *routeSeries {
+	r.mu.RLock()
+	s := m[k]
+	r.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s = m[k]; s == nil {
+		s = mk()
+		m[k] = s
+	}
+	return s
 }
 
 // GRPCCall records one unary call of the gRPC API. method is the full
 // method name, one of the service's (unknown methods are refused by gRPC
 // before any interceptor runs).
 func (r *Registry) GRPCCall(method string, code codes.Code, d time.Duration) {
-	k := callKey{method, code}
-	r.mu.RLock()
-	cs := r.calls[k]
-	r.mu.RUnlock()
-	if cs == nil {
-		r.mu.Lock()
-		if cs = r.calls[k]; cs == nil {
-			cs = &routeSeries{
-				count:    r.grpcRequests.WithLabelValues(method, code.String()),
-				duration: r.grpcDuration.WithLabelValues(method),
-			}
-			r.calls[k] = cs
+	cs := cachedSeries(r, r.calls, callKey{method, code}, func() *routeSeries {
+		return &routeSeries{
+			count:    r.grpcRequests.WithLabelValues(method, code.String()),
+			duration: r.grpcDuration.WithLabelValues(method),
 		}
-		r.mu.Unlock()
-	}
+	})
 	cs.count.Inc()
 	cs.duration.Observe(d.Seconds())
 }
