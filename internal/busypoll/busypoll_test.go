@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,10 +61,23 @@ func readString(t *testing.T, p *Poller, c net.Conn, own int64) string {
 	return string(buf[:n])
 }
 
+// readClock is time.Now, counting its calls: a poll reads it once when it
+// begins and again after each read that found the socket empty.
+type readClock struct{ calls atomic.Int64 }
+
+func (c *readClock) now() time.Time {
+	c.calls.Add(1)
+	return time.Now()
+}
+
 // The moments at which TestReadPolls's peer writes.
 var (
-	whilePolling = func(p *Poller) bool { return p.polling.Load() }
-	afterParking = func(p *Poller) bool { _, misses, _ := p.Stats(); return misses > 0 }
+	// whilePolling waits until a poll has found the socket empty at least
+	// once, so that only a later poll can find the data. (Writing as soon
+	// as the poller is marked polling could put the data there before its
+	// first read, which then finds it without polling.)
+	whilePolling = func(p *Poller, c *readClock) bool { return p.polling.Load() && c.calls.Load() >= 2 }
+	afterParking = func(p *Poller, _ *readClock) bool { _, misses, _ := p.Stats(); return misses > 0 }
 )
 
 func TestReadPolls(t *testing.T) {
@@ -72,7 +86,7 @@ func TestReadPolls(t *testing.T) {
 		budget     time.Duration
 		inFlight   int64 // calls begun before the read
 		own        int64
-		write      func(*Poller) bool // the peer writes once this holds; nil: before the read
+		write      func(*Poller, *readClock) bool // the peer writes once this holds; nil: before the read
 		hits, miss int64
 	}{
 		{name: "data that comes while polling is found by polling", budget: time.Minute, write: whilePolling, hits: 1},
@@ -85,7 +99,8 @@ func TestReadPolls(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			client, server := pair(t)
-			p := &Poller{budget: tt.budget, now: time.Now}
+			clk := &readClock{}
+			p := &Poller{budget: tt.budget, now: clk.now}
 			for range tt.inFlight {
 				p.Begin()
 			}
@@ -96,7 +111,7 @@ func TestReadPolls(t *testing.T) {
 				time.Sleep(10 * time.Millisecond) // the bytes are in the socket before the read
 			} else {
 				go func() {
-					for !tt.write(p) {
+					for !tt.write(p, clk) {
 						time.Sleep(10 * time.Microsecond)
 					}
 					if _, err := client.Write([]byte("ping")); err != nil {
@@ -118,9 +133,9 @@ func TestReadPolls(t *testing.T) {
 }
 
 // after returns a moment d from its first call.
-func after(d time.Duration) func(*Poller) bool {
+func after(d time.Duration) func(*Poller, *readClock) bool {
 	var at time.Time
-	return func(*Poller) bool {
+	return func(*Poller, *readClock) bool {
 		if at.IsZero() {
 			at = time.Now().Add(d)
 		}
