@@ -66,18 +66,26 @@ func startSilo(tb testing.TB, handler fasthttp.RequestHandler) (string, *countin
 		tb.Fatalf("listen: %v", err)
 	}
 	cl := &countingListener{Listener: ln, closed: make(chan struct{}, 128)}
+	serveSilo(tb, cl, handler)
+	return ln.Addr().String(), cl
+}
+
+// serveSilo serves a Server for handler on ln until the test ends, and
+// returns the gRPC server, which a test may stop sooner.
+func serveSilo(tb testing.TB, ln net.Listener, handler fasthttp.RequestHandler) *grpc.Server {
+	tb.Helper()
 	gs := grpc.NewServer(ServerOptions()...)
 	silopb.RegisterSiloServer(gs, NewServer(handler, quietLogger()))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = gs.Serve(cl)
+		_ = gs.Serve(ln)
 	}()
 	tb.Cleanup(func() {
 		gs.Stop()
 		<-done
 	})
-	return ln.Addr().String(), cl
+	return gs
 }
 
 func newTestClient(tb testing.TB) *Client {

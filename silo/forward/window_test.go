@@ -7,10 +7,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-
-	"google.golang.org/grpc"
-
-	silopb "github.com/granaryhq/granary/proto/silo"
 )
 
 // tapListener keeps a copy of every byte its connections read and write.
@@ -35,18 +31,20 @@ type tapConn struct {
 
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.l.mu.Lock()
-	c.l.read.Write(p[:n])
-	c.l.mu.Unlock()
+	c.l.keep(&c.l.read, p[:n])
 	return n, err
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.l.mu.Lock()
-	c.l.written.Write(p[:n])
-	c.l.mu.Unlock()
+	c.l.keep(&c.l.written, p[:n])
 	return n, err
+}
+
+func (l *tapListener) keep(to *bytes.Buffer, p []byte) {
+	l.mu.Lock()
+	to.Write(p)
+	l.mu.Unlock()
 }
 
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -76,10 +74,8 @@ func TestForwardsSendNoPingPerCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	tap := &tapListener{Listener: ln}
-	gs := grpc.NewServer(ServerOptions()...)
-	silopb.RegisterSiloServer(gs, NewServer(echo, quietLogger()))
-	go gs.Serve(tap)
-	c := NewClient(quietLogger())
+	gs := serveSilo(t, tap, echo)
+	c := newTestClient(t)
 	const calls = 50
 	for i := range calls {
 		reply, err := c.Forward(context.Background(), ln.Addr().String(), 1, "t", "a", postRequest("/echo", []byte("ping?")))
@@ -90,8 +86,7 @@ func TestForwardsSendNoPingPerCall(t *testing.T) {
 			t.Fatalf("call %d answered %q", i, reply.GetBody())
 		}
 	}
-	c.Close()
-	gs.Stop()
+	gs.Stop() // every frame is on the wire, and the tap's buffers are final
 
 	const typePing, typeData = 0x6, 0x0
 	tap.mu.Lock()
