@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/internal/busypoll"
+	"github.com/granaryhq/granary/internal/rawsock"
 )
 
 // callPool is the keep-alive connections that the actor calls of one app's
@@ -79,12 +80,14 @@ func (c *poolConn) Close() error {
 
 var dialer = net.Dialer{Timeout: 10 * time.Second}
 
+// dial connects to the app. The connection reads and writes with raw
+// system calls (internal/rawsock); under TLS, fasthttp runs it beneath.
 func (p *callPool) dial(addr string) (net.Conn, error) {
 	nc, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &poolConn{Conn: nc, pool: p}
+	c := &poolConn{Conn: rawsock.Wrap(nc), pool: p}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -65,7 +65,7 @@ func startGRPC(f *hostFlags, gw *gateway.Server, streams grpcapi.Streams, shutdo
 	srv := grpc.NewServer(opts...)
 	api.Register(srv)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := srv.Serve(grpcapi.Listener(ln)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			log.Error("gRPC API stopped", "err", err)
 		}
 	}()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/granaryhq/granary/internal/mtls"
+	"github.com/granaryhq/granary/internal/rawsock"
 )
 
 // tlsFlags are the mutual TLS flags of the internal links (placement and
@@ -159,11 +160,12 @@ func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // is set.
 func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
 	if cfg == nil {
-		return ln
+		return ln // the gateway reads and writes with raw system calls itself
 	}
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
-	return tls.NewListener(ln, cfg)
+	// Beneath TLS, where the gateway cannot reach the socket.
+	return tls.NewListener(rawsock.Listener(ln, 0), cfg)
 }
 
 // scheme is the gateway URL's scheme.

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/granaryhq/granary/internal/rawsock"
 )
 
 // poll reads c into b, polling it first when no other reader polls.
@@ -40,11 +42,15 @@ func (p *Poller) poll(c net.Conn, b []byte, own int64) (int, error) {
 	}
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = syscall.Read(int(fd), b)
-			switch {
-			case rerr == syscall.EINTR:
+			var errno syscall.Errno
+			n, errno = rawsock.Read(fd, b)
+			if errno == syscall.EINTR {
 				continue
-			case rerr != syscall.EAGAIN:
+			}
+			if errno != syscall.EAGAIN {
+				if errno != 0 {
+					rerr = errno
+				}
 				if polled && polling {
 					p.hits.Add(1)
 					kind.record(true, start)

@@ -190,6 +190,7 @@ func (c *Client) conn(addr string) (*peerConn, error) {
 	}
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(c.creds),
+		grpc.WithContextDialer(dial),
 		grpc.WithStaticStreamWindowSize(streamWindow),
 		grpc.WithStaticConnWindowSize(connWindow),
 		grpc.WithDefaultCallOptions(

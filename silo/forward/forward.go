@@ -7,12 +7,16 @@ package forward
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"net"
 	"runtime"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/granaryhq/granary/internal/rawsock"
 	silopb "github.com/granaryhq/granary/proto/silo"
 )
 
@@ -76,6 +80,34 @@ const (
 	connWindow   = 8 << 20
 )
 
+// serverKeepaliveTimeout is how long the server waits for the answer to a
+// keepalive ping, and how long data it sent may stay unacknowledged before
+// its connection is dropped (TCP_USER_TIMEOUT): grpc-go's default, which it
+// sets on the connections it accepts itself, but which Listener's have to
+// be given.
+const serverKeepaliveTimeout = 20 * time.Second
+
+// Listener returns ln, for the gRPC server that registers a Server: its
+// connections read and write with raw system calls (internal/rawsock),
+// which on two busy cores saved 20-50µs of a forwarded call at one
+// connection, and carry the TCP user timeout that grpc-go would set.
+func Listener(ln net.Listener) net.Listener { return rawsock.Listener(ln, serverKeepaliveTimeout) }
+
+// dial connects to a peer silo for the Client as grpc-go would, with raw
+// reads and writes, and the TCP user timeout that grpc-go sets from the
+// keepalive timeout on the connections it dials itself.
+func dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := rawsock.SetUserTimeout(c, keepaliveTimeout); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return rawsock.Wrap(c), nil
+}
+
 // ServerOptions are the options the gRPC server that registers a Server
 // needs: message limits that fit MaxBodySize, a keepalive policy that
 // allows the Client's pings, reused stream goroutines, and fixed flow
@@ -89,6 +121,7 @@ func ServerOptions() []grpc.ServerOption {
 		// Calls run on goroutines that are kept, with their grown stacks,
 		// rather than on a new goroutine each (about 8% of a small call).
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Timeout: serverKeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveTime / 2,
 			PermitWithoutStream: true,

@@ -1,0 +1,196 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Socket is a connection whose reads and writes are raw system calls.
+type Socket struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// The operands and results of the read and of the write under way: the
+	// descriptor's read and write locks let one of each run at a time.
+	rbuf []byte
+	rn   int
+	rerr error
+	wbuf []byte
+	wn   int
+	werr error
+	// The functions handed to rc, made once so that a call allocates nothing.
+	readFD, writeFD func(fd uintptr) bool
+}
+
+func wrap(c net.Conn) net.Conn {
+	if _, ok := c.(*Socket); ok {
+		return c
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	s := &Socket{Conn: c, rc: rc}
+	s.readFD = s.readOnce
+	s.writeFD = s.writeAll
+	return s
+}
+
+// SyscallConn returns the connection's descriptor, for code that polls it
+// (internal/busypoll) or sets options on it.
+func (s *Socket) SyscallConn() (syscall.RawConn, error) { return s.rc, nil }
+
+// Read reads as net.Conn's Read does: up to len(b) bytes, io.EOF once the
+// peer has closed, and the net package's errors for deadlines and closing.
+func (s *Socket) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.rbuf = b
+	err := s.rc.Read(s.readFD)
+	n, rerr := s.rn, s.rerr
+	s.rbuf, s.rn, s.rerr = nil, 0, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, s.opError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes all of b, waiting for room in the socket's buffer as
+// net.Conn's Write does, and returns how much it wrote before any error.
+func (s *Socket) Write(b []byte) (int, error) {
+	releaseIO()
+	s.wbuf, s.wn, s.werr = b, 0, nil
+	err := s.rc.Write(s.writeFD)
+	n, werr := s.wn, s.werr
+	s.wbuf, s.wn, s.werr = nil, 0, nil
+	if err == nil && werr != nil {
+		err = s.opError("write", werr)
+	}
+	return n, err
+}
+
+func (s *Socket) opError(op string, err error) error {
+	if err == io.ErrUnexpectedEOF {
+		return err
+	}
+	return &net.OpError{Op: op, Net: s.LocalAddr().Network(), Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: os.NewSyscallError(op, err)}
+}
+
+// readOnce reads once into rbuf; false asks rc to park until the socket is
+// readable and call again.
+func (s *Socket) readOnce(fd uintptr) bool {
+	for {
+		n, errno := Read(fd, s.rbuf)
+		switch errno {
+		case 0:
+			s.rn = n
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.rerr = errno
+			return true
+		}
+	}
+}
+
+// writeAll writes what is left of wbuf; false asks rc to park until the
+// socket is writable and call again.
+func (s *Socket) writeAll(fd uintptr) bool {
+	for s.wn < len(s.wbuf) {
+		b := s.wbuf[s.wn:]
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		switch {
+		case errno == syscall.EINTR:
+		case errno == syscall.EAGAIN:
+			return false
+		case errno != 0:
+			s.werr = errno
+			return true
+		case r == 0:
+			s.werr = io.ErrUnexpectedEOF // as the net package reports a write of nothing
+			return true
+		default:
+			s.wn += int(r)
+		}
+	}
+	return true
+}
+
+// Read is one raw read(2) of fd into b, for code that holds a descriptor
+// from syscall.RawConn; a non-zero Errno is the failure, EAGAIN included.
+func Read(fd uintptr, b []byte) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	if n := int(r); n > 0 {
+		acquireIO()
+	}
+	return int(r), 0
+}
+
+func setUserTimeout(c net.Conn, d time.Duration) error {
+	sc, ok := c.(syscall.Conn)
+	if _, tcp := c.LocalAddr().(*net.TCPAddr); !ok || !tcp {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d/time.Millisecond))
+	}); err != nil {
+		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", serr)
+	}
+	return nil
+}
+
+func userTimeout(c net.Conn) (time.Duration, error) {
+	sc, ok := c.(syscall.Conn)
+	if _, tcp := c.LocalAddr().(*net.TCPAddr); !ok || !tcp {
+		return 0, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", err)
+	}
+	var ms int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		ms, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout)
+	}); err != nil {
+		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", err)
+	}
+	if gerr != nil {
+		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", gerr)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// tcpUserTimeout is TCP_USER_TIMEOUT (linux/tcp.h), which package syscall
+// does not name.
+const tcpUserTimeout = 0x12
