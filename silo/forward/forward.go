@@ -89,8 +89,8 @@ const serverKeepaliveTimeout = 20 * time.Second
 
 // Listener returns ln, for the gRPC server that registers a Server: its
 // connections read and write with raw system calls (internal/rawsock),
-// which on two busy cores saved 20-50µs of a forwarded call at one
-// connection, and carry the TCP user timeout that grpc-go would set.
+// so that the scheduler does not hand their threads' processors around
+// (see there), and carry the TCP user timeout that grpc-go would set.
 func Listener(ln net.Listener) net.Listener { return rawsock.Listener(ln, serverKeepaliveTimeout) }
 
 // dial connects to a peer silo for the Client as grpc-go would, with raw
