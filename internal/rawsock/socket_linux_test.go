@@ -11,39 +11,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/granaryhq/granary/internal/testutil"
 )
 
 // pair returns the two ends of a loopback TCP connection, the client's
 // wrapped.
 func pair(t testing.TB) (wrapped, peer net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
+	c, peer := testutil.TCPPair(t)
 	wrapped = Wrap(c)
 	if _, ok := wrapped.(*Socket); !ok {
 		t.Fatalf("Wrap(%T) = %T, want a *Socket", c, wrapped)
 	}
-	t.Cleanup(func() { wrapped.Close(); peer.Close() })
 	return wrapped, peer
 }
 
