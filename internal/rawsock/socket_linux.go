@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -17,8 +18,11 @@ type Socket struct {
 	net.Conn
 	rc syscall.RawConn
 
-	// The operands and results of the read and of the write under way: the
-	// descriptor's read and write locks let one of each run at a time.
+	// The operands and results of the read and of the write under way.
+	// rmu and wmu let one of each run at a time, as net.Conn's own locks
+	// do, since net.Conn lets several goroutines read or write at once.
+	rmu  sync.Mutex
+	wmu  sync.Mutex
 	rbuf []byte
 	rn   int
 	rerr error
@@ -57,10 +61,12 @@ func (s *Socket) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	s.rmu.Lock()
 	s.rbuf = b
 	err := s.rc.Read(s.readFD)
 	n, rerr := s.rn, s.rerr
 	s.rbuf, s.rn, s.rerr = nil, 0, nil
+	s.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err
@@ -76,10 +82,12 @@ func (s *Socket) Read(b []byte) (int, error) {
 // net.Conn's Write does, and returns how much it wrote before any error.
 func (s *Socket) Write(b []byte) (int, error) {
 	releaseIO()
+	s.wmu.Lock()
 	s.wbuf, s.wn, s.werr = b, 0, nil
 	err := s.rc.Write(s.writeFD)
 	n, werr := s.wn, s.werr
 	s.wbuf, s.wn, s.werr = nil, 0, nil
+	s.wmu.Unlock()
 	if err == nil && werr != nil {
 		err = s.opError("write", werr)
 	}

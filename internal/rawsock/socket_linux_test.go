@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -289,5 +290,81 @@ func BenchmarkRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// net.Conn lets several goroutines read, and several write, one connection
+// at once: each write goes out whole, and each read gets bytes into its own
+// buffer.
+func TestConcurrentReadsAndWrites(t *testing.T) {
+	s, peer := pair(t)
+	const writers, each = 8, 200
+	msgLen := 64
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := bytes.Repeat([]byte{byte('a' + w)}, msgLen)
+			for range each {
+				if _, err := s.Write(msg); err != nil {
+					t.Errorf("Write: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	// Every message arrives whole: writes do not interleave.
+	got := make([]byte, writers*each*msgLen)
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.ReadFull(peer, got); err != nil {
+		t.Fatalf("the peer got %d of the %d bytes written: %v", n, len(got), err)
+	}
+	wg.Wait()
+	for i := 0; i < len(got); i += msgLen {
+		if m := got[i : i+msgLen]; !bytes.Equal(m, bytes.Repeat(m[:1], msgLen)) {
+			t.Fatalf("message %d mixes writes: %q", i/msgLen, m)
+		}
+	}
+	// Concurrent reads: each reader's bytes land in its own buffer.
+	total := writers * each * msgLen
+	go func() {
+		msg := bytes.Repeat([]byte("z"), msgLen)
+		for range writers * each {
+			peer.Write(msg)
+		}
+	}()
+	var mu sync.Mutex
+	read := 0
+	var rg sync.WaitGroup
+	for range 4 {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			buf := make([]byte, 97)
+			for {
+				mu.Lock()
+				done := read >= total
+				mu.Unlock()
+				if done {
+					return
+				}
+				s.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, err := s.Read(buf)
+				if err != nil {
+					return
+				}
+				if !bytes.Equal(buf[:n], bytes.Repeat([]byte("z"), n)) {
+					t.Errorf("a read got %q", buf[:n])
+				}
+				mu.Lock()
+				read += n
+				mu.Unlock()
+			}
+		}()
+	}
+	rg.Wait()
+	if read != total {
+		t.Fatalf("readers got %d bytes of %d", read, total)
 	}
 }
