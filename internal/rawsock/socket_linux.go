@@ -69,7 +69,7 @@ func (s *Socket) Read(b []byte) (int, error) {
 	s.rmu.Unlock()
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, plainOp(err, "read")
 	case rerr != nil:
 		return 0, s.opError("read", rerr)
 	case n == 0:
@@ -88,10 +88,25 @@ func (s *Socket) Write(b []byte) (int, error) {
 	n, werr := s.wn, s.werr
 	s.wbuf, s.wn, s.werr = nil, 0, nil
 	s.wmu.Unlock()
-	if err == nil && werr != nil {
+	switch {
+	case err != nil:
+		err = plainOp(err, "write")
+	case werr != nil:
 		err = s.opError("write", werr)
 	}
 	return n, err
+}
+
+// plainOp names the net package's error of a raw read or write (closed,
+// past its deadline) after the plain read or write it stands for, as
+// net.Conn's own would be.
+func plainOp(err error, op string) error {
+	if oe, ok := err.(*net.OpError); ok && oe.Op == "raw-"+op {
+		e := *oe
+		e.Op = op
+		return &e
+	}
+	return err
 }
 
 func (s *Socket) opError(op string, err error) error {

@@ -104,6 +104,9 @@ func TestDeadlines(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Read past its deadline: %v is not a net.Error that times out", err)
 	}
+	if op, ok := err.(*net.OpError); !ok || op.Op != "read" {
+		t.Fatalf("Read past its deadline: %v, want a *net.OpError of a read, as net.Conn's", err)
+	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Read returned %v after its deadline", d)
 	}
@@ -135,8 +138,12 @@ func TestCloseEndsRead(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Read still waiting after Close")
 	}
-	if _, err := s.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+	_, err := s.Write([]byte("x"))
+	if !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write on a closed connection: %v, want net.ErrClosed", err)
+	}
+	if op, ok := err.(*net.OpError); !ok || op.Op != "write" {
+		t.Fatalf("Write on a closed connection: %v, want a *net.OpError of a write, as net.Conn's", err)
 	}
 }
 
