@@ -11,9 +11,10 @@
 // a third of the silo's context switches. Socket reads and writes never
 // block (Go's sockets are non-blocking; a call that would wait returns
 // EAGAIN, and the goroutine parks in the network poller as usual), so there
-// is nothing to hand over: a Socket makes them plainly, as a function call
-// would run. Everything else (deadlines, closing, parking until the socket
-// is ready) is the net package's own.
+// is nothing to hand over: a Socket makes them as raw system calls, which
+// the scheduler treats as ordinary code that holds its processor for the
+// few microseconds the kernel takes. Everything else (deadlines, closing,
+// parking until the socket is ready) is the net package's own.
 package rawsock
 
 import (
