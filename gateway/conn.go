@@ -9,7 +9,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/granaryhq/granary/internal/busypoll"
-	"github.com/granaryhq/granary/internal/rawsock"
 )
 
 // The phases of a connection, as Shutdown sees them.
@@ -26,8 +25,7 @@ const (
 // timeout.
 var errBareLF = errors.New("a line of the request header ends in a bare LF; HTTP/1.1 lines end in CRLF")
 
-// listener hands the server tracked connections, which read and write
-// with raw system calls (internal/rawsock) when they are plain TCP.
+// listener hands the server tracked connections.
 type listener struct {
 	net.Listener
 	s *Server
@@ -38,7 +36,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: rawsock.Wrap(nc), poller: l.s.cfg.Poller}
+	c := &conn{Conn: nc, poller: l.s.cfg.Poller}
 	c.scan.begin()
 	l.s.track(c)
 	return c, nil

@@ -312,7 +312,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("gateway cannot listen on %s: %w (is another granary running? choose another --http-port)", addr, err)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gw.Serve(tlsListener(ln, gwTLS)) }()
+	go func() { serveErr <- gw.Serve(gatewayListener(ln, gwTLS)) }()
 	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopDev, obs, gwTLS, log)
 	if err != nil {
 		return err

@@ -351,7 +351,7 @@ func runSilo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	silopb.RegisterSiloServer(grpcSrv, forward.NewServer(gw.Handler(), log))
 	go grpcSrv.Serve(forward.Listener(internal))
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gw.Serve(tlsListener(ln, gwTLS)) }()
+	go func() { serveErr <- gw.Serve(gatewayListener(ln, gwTLS)) }()
 	stopGRPC, grpcAddr, err := startGRPC(&f.hostFlags, gw, bks, stopSilo, obs, gwTLS, log)
 	if err != nil {
 		grpcSrv.Stop()

@@ -156,16 +156,17 @@ func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return k.cert, nil
 }
 
-// tlsListener wraps ln, the gateway's HTTP/1.1 listener, in TLS when cfg
-// is set.
-func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
+// gatewayListener is ln, the gateway's HTTP/1.1 listener, handing out
+// connections that read and write with raw system calls (internal/rawsock),
+// in TLS when cfg is set: the raw calls go beneath TLS.
+func gatewayListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	ln = rawsock.Listener(ln, 0)
 	if cfg == nil {
-		return ln // the gateway reads and writes with raw system calls itself
+		return ln
 	}
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
-	// Beneath TLS, where the gateway cannot reach the socket.
-	return tls.NewListener(rawsock.Listener(ln, 0), cfg)
+	return tls.NewListener(ln, cfg)
 }
 
 // scheme is the gateway URL's scheme.

@@ -5,9 +5,9 @@ package grpcapi
 import (
 	"net"
 	"testing"
-	"time"
 
 	"github.com/granaryhq/granary/internal/rawsock"
+	"github.com/granaryhq/granary/internal/testutil"
 )
 
 // The API's connections read and write with raw system calls and keep the
@@ -19,17 +19,7 @@ func TestListenerRawWithUserTimeout(t *testing.T) {
 	}
 	l := Listener(ln)
 	defer l.Close()
-	go func() {
-		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-			time.Sleep(time.Second)
-			c.Close()
-		}
-	}()
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := testutil.Connect(t, l, nil)
 	if _, ok := c.(*rawsock.Socket); !ok {
 		t.Fatalf("accepted a %T, want a *rawsock.Socket", c)
 	}

@@ -172,46 +172,42 @@ func Read(fd uintptr, b []byte) (int, syscall.Errno) {
 }
 
 func setUserTimeout(c net.Conn, d time.Duration) error {
-	sc, ok := c.(syscall.Conn)
-	if _, tcp := c.LocalAddr().(*net.TCPAddr); !ok || !tcp {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
+	_, err := tcpOption(c, func(fd int) (int, error) {
+		return 0, syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpUserTimeout, int(d/time.Millisecond))
+	})
 	if err != nil {
 		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(d/time.Millisecond))
-	}); err != nil {
-		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("set TCP_USER_TIMEOUT: %w", serr)
 	}
 	return nil
 }
 
 func userTimeout(c net.Conn) (time.Duration, error) {
+	ms, err := tcpOption(c, func(fd int) (int, error) {
+		return syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, tcpUserTimeout)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", err)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// tcpOption runs op on c's descriptor when c is a TCP connection that
+// exposes one, and returns what op does; 0 and nil otherwise.
+func tcpOption(c net.Conn, op func(fd int) (int, error)) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if _, tcp := c.LocalAddr().(*net.TCPAddr); !ok || !tcp {
 		return 0, nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", err)
+		return 0, err
 	}
-	var ms int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		ms, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout)
-	}); err != nil {
-		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", err)
+	var v int
+	var oerr error
+	if err := rc.Control(func(fd uintptr) { v, oerr = op(int(fd)) }); err != nil {
+		return 0, err
 	}
-	if gerr != nil {
-		return 0, fmt.Errorf("read TCP_USER_TIMEOUT: %w", gerr)
-	}
-	return time.Duration(ms) * time.Millisecond, nil
+	return v, oerr
 }
 
 // tcpUserTimeout is TCP_USER_TIMEOUT (linux/tcp.h), which package syscall

@@ -14,16 +14,27 @@ func TCPPair(t testing.TB) (client, server net.Conn) {
 		t.Fatalf("testutil: listen: %v", err)
 	}
 	defer ln.Close()
+	return Connect(t, ln, nil)
+}
+
+// Connect dials l's address with dial (net.Dial's "tcp" when nil) and
+// returns the dialled end and the end l accepted, both closed when the test
+// ends. l itself stays open.
+func Connect(t testing.TB, l net.Listener, dial func(addr string) (net.Conn, error)) (client, server net.Conn) {
+	t.Helper()
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }
+	}
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, err := ln.Accept()
+		c, err := l.Accept()
 		if err != nil {
 			close(accepted)
 			return
 		}
 		accepted <- c
 	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
+	client, err := dial(l.Addr().String())
 	if err != nil {
 		t.Fatalf("testutil: dial: %v", err)
 	}

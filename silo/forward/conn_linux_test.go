@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/granaryhq/granary/internal/rawsock"
+	"github.com/granaryhq/granary/internal/testutil"
 )
 
 // The connections between silos read and write with raw system calls, and
@@ -21,27 +22,9 @@ func TestSiloConnectionsAreRawWithUserTimeout(t *testing.T) {
 	}
 	l := Listener(ln)
 	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := dial(ctx, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	defer sc.Close()
+	c, sc := testutil.Connect(t, l, func(addr string) (net.Conn, error) { return dial(ctx, addr) })
 	for _, end := range []struct {
 		name string
 		c    net.Conn
