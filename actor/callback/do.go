@@ -57,15 +57,61 @@ func newHostClient(addr string, opts *Options) *fasthttp.HostClient {
 }
 
 // poolConn is a connection of a callPool.
+//
+// It sends a request with the read of its answer: Write keeps what fasthttp
+// writes, and the next Read sends it and waits for the answer in one step
+// (rawsock.Exchange), which saves a read that would find nothing. fasthttp
+// reads the answer of every request it writes, and a Write sends what an
+// earlier one kept before it keeps its own, so bytes go out in order; a
+// request still kept when the connection closes was never going to be
+// answered.
 type poolConn struct {
 	net.Conn
 	pool *callPool
 	once sync.Once
+	kept []byte // written and not yet sent; only fasthttp's call uses it
 }
 
-// Read may poll for the app's answer (see busypoll): the call counts as one
-// call in flight, and the request it serves, if any, as another.
-func (c *poolConn) Read(b []byte) (int, error) { return c.pool.poller.Read(c.Conn, b, 2) }
+// keepAtMost bounds what a Write keeps for the next Read; a larger write
+// is sent at once.
+const keepAtMost = 64 << 10
+
+func (c *poolConn) Write(b []byte) (int, error) {
+	if err := c.sendKept(); err != nil {
+		return 0, err
+	}
+	if len(b) > keepAtMost {
+		return c.Conn.Write(b)
+	}
+	c.kept = append(c.kept[:0], b...)
+	return len(b), nil
+}
+
+func (c *poolConn) sendKept() error {
+	if len(c.kept) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.kept)
+	c.kept = c.kept[:0]
+	return err
+}
+
+// Read sends what Write kept, and may poll for the app's answer (see
+// busypoll): the call counts as one call in flight, and the request it
+// serves, if any, as another. A read that will not poll sends and waits in
+// one step.
+func (c *poolConn) Read(b []byte) (int, error) {
+	const own = 2
+	if len(c.kept) > 0 && !c.pool.poller.Polls(own) {
+		w := c.kept
+		c.kept = c.kept[:0]
+		return rawsock.Exchange(c.Conn, w, b)
+	}
+	if err := c.sendKept(); err != nil {
+		return 0, err
+	}
+	return c.pool.poller.Read(c.Conn, b, own)
+}
 
 func (c *poolConn) Close() error {
 	var err error
@@ -81,7 +127,7 @@ func (c *poolConn) Close() error {
 var dialer = net.Dialer{Timeout: 10 * time.Second}
 
 // dial connects to the app. The connection reads and writes with raw
-// system calls (internal/rawsock); under TLS, fasthttp runs it beneath.
+// system calls (internal/rawsock); app calls are plain HTTP.
 func (p *callPool) dial(addr string) (net.Conn, error) {
 	nc, err := dialer.Dial("tcp", addr)
 	if err != nil {

@@ -125,6 +125,11 @@ func (p *Poller) Stats() (hits, misses, paused int64) {
 	return p.hits.Load(), p.misses.Load(), p.paused.Load()
 }
 
+// Polls reports whether a read standing for own calls may poll now: the
+// Poller is not nil, and no more calls than own are in flight. Read may
+// still not poll (another reader polls, or reads of its kind are paused).
+func (p *Poller) Polls(own int64) bool { return p != nil && p.inFlight.Load() <= own }
+
 // Read reads from c into b, as c.Read does. own is how many of the calls in
 // flight the reader itself stands for: 0 for a connection waiting for its
 // next request, 1 or 2 for one waiting for the answer to a call out (the
@@ -133,7 +138,7 @@ func (p *Poller) Stats() (hits, misses, paused int64) {
 // polls only on Linux, and only connections that expose their descriptor
 // (syscall.Conn); others are read as they are.
 func (p *Poller) Read(c net.Conn, b []byte, own int64) (int, error) {
-	if p == nil || len(b) == 0 || p.inFlight.Load() > own {
+	if len(b) == 0 || !p.Polls(own) {
 		return c.Read(b)
 	}
 	return p.poll(c, b, own)

@@ -297,3 +297,23 @@ func TestPausedKindReadsWithoutPolling(t *testing.T) {
 		t.Fatalf("after the pause: hits %d paused %d, want 2 and 1", hits, paused)
 	}
 }
+
+// Polls says whether a read for own calls may poll: only with a Poller, and
+// only while no more calls than own are in flight.
+func TestPolls(t *testing.T) {
+	var none *Poller
+	if none.Polls(2) {
+		t.Error("a nil Poller polls")
+	}
+	p := New(100 * time.Microsecond)
+	if !p.Polls(0) {
+		t.Error("with no call in flight, a read for none does not poll")
+	}
+	p.Begin()
+	p.Begin()
+	if p.Polls(1) || !p.Polls(2) {
+		t.Errorf("with 2 calls in flight: Polls(1) = %v, Polls(2) = %v; want false, true", p.Polls(1), p.Polls(2))
+	}
+	p.End()
+	p.End()
+}

@@ -27,6 +27,20 @@ import (
 // is not Linux.
 func Wrap(c net.Conn) net.Conn { return wrap(c) }
 
+// Exchange writes all of w to c, then reads into r as c.Read does: a
+// request, and the start of its answer. A Socket (see Wrap) does it in one
+// step that saves the read that would find nothing yet (see
+// Socket.Exchange); any other connection writes, then reads. A failed
+// write is the error, and nothing is read.
+func Exchange(c net.Conn, w, r []byte) (int, error) { return exchange(c, w, r) }
+
+func exchangeInTurn(c net.Conn, w, r []byte) (int, error) {
+	if _, err := c.Write(w); err != nil {
+		return 0, err
+	}
+	return c.Read(r)
+}
+
 // Listener returns l, handing out its connections wrapped (see Wrap). With
 // userTimeout above zero, each also gets that TCP user timeout (see
 // SetUserTimeout) before it is handed out.

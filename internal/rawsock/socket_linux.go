@@ -29,8 +29,10 @@ type Socket struct {
 	wbuf []byte
 	wn   int
 	werr error
+	// sent is set when an exchange's write has gone out (see Exchange).
+	sent bool
 	// The functions handed to rc, made once so that a call allocates nothing.
-	readFD, writeFD func(fd uintptr) bool
+	readFD, writeFD, exchangeFD func(fd uintptr) bool
 }
 
 func wrap(c net.Conn) net.Conn {
@@ -48,7 +50,71 @@ func wrap(c net.Conn) net.Conn {
 	s := &Socket{Conn: c, rc: rc}
 	s.readFD = s.readOnce
 	s.writeFD = s.writeAll
+	s.exchangeFD = s.exchangeOnce
 	return s
+}
+
+func exchange(c net.Conn, w, r []byte) (int, error) {
+	if s, ok := c.(*Socket); ok {
+		return s.Exchange(w, r)
+	}
+	return exchangeInTurn(c, w, r)
+}
+
+// Exchange writes all of w, then reads into r as Read does. When w goes
+// out in one go, it waits for r's data without reading first: the answer
+// to a request cannot come before the request, and the read that would
+// find nothing is a system call. When the socket's buffer has no room for
+// all of w, it finishes the write as Write does and then reads. A failed
+// write is the error, and nothing is read.
+func (s *Socket) Exchange(w, r []byte) (int, error) {
+	if len(w) == 0 {
+		return s.Read(r)
+	}
+	if len(r) == 0 {
+		_, err := s.Write(w)
+		return 0, err
+	}
+	releaseIO()
+	s.wmu.Lock()
+	s.rmu.Lock()
+	s.wbuf, s.wn, s.werr, s.sent = w, 0, nil, false
+	s.rbuf = r
+	err := s.rc.Read(s.exchangeFD)
+	wn, werr, n, rerr := s.wn, s.werr, s.rn, s.rerr
+	s.wbuf, s.wn, s.werr, s.sent = nil, 0, nil, false
+	s.rbuf, s.rn, s.rerr = nil, 0, nil
+	s.rmu.Unlock()
+	s.wmu.Unlock()
+	switch {
+	case werr != nil:
+		return 0, s.opError("write", werr)
+	case wn < len(w) && err == nil:
+		if _, err := s.Write(w[wn:]); err != nil {
+			return 0, err
+		}
+		return s.Read(r)
+	case err != nil:
+		return 0, plainOp(err, "read")
+	case rerr != nil:
+		return 0, s.opError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// exchangeOnce writes wbuf on its first call and, when all of it went out,
+// asks rc to park until the answer comes; later calls read it (readOnce).
+// A write that fails or finds the buffer full ends the exchange, for
+// Exchange to finish.
+func (s *Socket) exchangeOnce(fd uintptr) bool {
+	if s.sent {
+		return s.readOnce(fd)
+	}
+	s.sent = true
+	s.writeAll(fd)
+	return s.werr != nil || s.wn < len(s.wbuf)
 }
 
 // SyscallConn returns the connection's descriptor, for code that polls it
