@@ -72,9 +72,10 @@ type poolConn struct {
 	kept []byte // written and not yet sent; only fasthttp's call uses it
 }
 
-// keepAtMost bounds what a Write keeps for the next Read; a larger write
-// is sent at once.
-const keepAtMost = 64 << 10
+// keepAtMost bounds what a Write keeps for the next Read, and so what a
+// connection holds on to: fasthttp's write buffer, which a request that
+// fits in it fills in one Write. A larger write is sent at once.
+const keepAtMost = 4 << 10
 
 func (c *poolConn) Write(b []byte) (int, error) {
 	if err := c.sendKept(); err != nil {
