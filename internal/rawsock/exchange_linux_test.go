@@ -66,7 +66,9 @@ func TestExchangeReadsOnce(t *testing.T) {
 	reads := func(exchange func() error) int64 {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		got := answer(peer, 4, 20*time.Millisecond, "pong")
+		// Late enough that a write and then a read finds nothing at first,
+		// however loaded the machine.
+		got := answer(peer, 4, 100*time.Millisecond, "pong")
 		base := threadReads(t) - threadReads(t) // what reading the count costs, negated
 		before := threadReads(t)
 		if err := exchange(); err != nil {
@@ -141,7 +143,12 @@ func TestExchangeErrors(t *testing.T) {
 	})
 	t.Run("deadline", func(t *testing.T) {
 		s, peer := pair(t)
-		got := answer(peer, 4, time.Hour, "never")
+		got := make(chan []byte, 1)
+		go func() { // reads the request and never answers
+			b := make([]byte, 4)
+			io.ReadFull(peer, b)
+			got <- b
+		}()
 		s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 		_, err := Exchange(s, []byte("ping"), make([]byte, 4))
 		var oe *net.OpError
