@@ -94,14 +94,8 @@ func (s *Socket) Exchange(w, r []byte) (int, error) {
 			return 0, err
 		}
 		return s.Read(r)
-	case err != nil:
-		return 0, plainOp(err, "read")
-	case rerr != nil:
-		return 0, s.opError("read", rerr)
-	case n == 0:
-		return 0, io.EOF
 	}
-	return n, nil
+	return s.readResult(n, err, rerr)
 }
 
 // exchangeOnce writes wbuf on its first call and, when all of it went out,
@@ -133,6 +127,12 @@ func (s *Socket) Read(b []byte) (int, error) {
 	n, rerr := s.rn, s.rerr
 	s.rbuf, s.rn, s.rerr = nil, 0, nil
 	s.rmu.Unlock()
+	return s.readResult(n, err, rerr)
+}
+
+// readResult is what a read returns after rc.Read returned err and the
+// read itself n and rerr: net.Conn's errors and io.EOF.
+func (s *Socket) readResult(n int, err, rerr error) (int, error) {
 	switch {
 	case err != nil:
 		return 0, plainOp(err, "read")
