@@ -206,3 +206,33 @@ func TestExchangeAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per exchange, want 0", allocs)
 	}
 }
+
+// An exchange whose request fills the socket's buffers keeps the write
+// lock until all of it is out: another goroutine's write comes after it,
+// not in the middle.
+func TestExchangeWriteIsWhole(t *testing.T) {
+	s, peer := pair(t)
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
+	marker := []byte("MARKER")
+	go func() {
+		time.Sleep(50 * time.Millisecond) // both writers are waiting for room by now
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(msg)+len(marker))))
+		if i := bytes.Index(b, marker); i != len(msg) {
+			t.Errorf("the other write landed at byte %d of %d, want after the exchange's request", i, len(b))
+		}
+		peer.Write([]byte("done"))
+	}()
+	wrote := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // after the exchange has begun
+		_, err := s.Write(marker)
+		wrote <- err
+	}()
+	buf := make([]byte, 16)
+	if n, err := Exchange(s, msg, buf); err != nil || string(buf[:n]) != "done" {
+		t.Fatalf("Exchange = %q, %v; want done", buf[:n], err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}

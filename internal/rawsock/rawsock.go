@@ -28,10 +28,11 @@ import (
 func Wrap(c net.Conn) net.Conn { return wrap(c) }
 
 // Exchange writes all of w to c, then reads into r as c.Read does: a
-// request, and the start of its answer. A Socket (see Wrap) does it in one
-// step that saves the read that would find nothing yet (see
-// Socket.Exchange); any other connection writes, then reads. A failed
-// write is the error, and nothing is read.
+// request, and the start of its answer. On a Socket (see Wrap) it waits for
+// the answer without reading first: the answer to a request cannot come
+// before the request, and the read that would find nothing is a system
+// call. Any other connection writes, then reads. A failed write is the
+// error, and nothing is read.
 func Exchange(c net.Conn, w, r []byte) (int, error) { return exchange(c, w, r) }
 
 func exchangeInTurn(c net.Conn, w, r []byte) (int, error) {

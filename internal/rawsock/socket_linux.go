@@ -29,8 +29,6 @@ type Socket struct {
 	wbuf []byte
 	wn   int
 	werr error
-	// sent is set when an exchange's write has gone out (see Exchange).
-	sent bool
 	// The functions handed to rc, made once so that a call allocates nothing.
 	readFD, writeFD, exchangeFD func(fd uintptr) bool
 }
@@ -56,18 +54,17 @@ func wrap(c net.Conn) net.Conn {
 
 func exchange(c net.Conn, w, r []byte) (int, error) {
 	if s, ok := c.(*Socket); ok {
-		return s.Exchange(w, r)
+		return s.exchange(w, r)
 	}
 	return exchangeInTurn(c, w, r)
 }
 
-// Exchange writes all of w, then reads into r as Read does. When w goes
-// out in one go, it waits for r's data without reading first: the answer
-// to a request cannot come before the request, and the read that would
-// find nothing is a system call. When the socket's buffer has no room for
-// all of w, it finishes the write as Write does and then reads. A failed
-// write is the error, and nothing is read.
-func (s *Socket) Exchange(w, r []byte) (int, error) {
+// exchange is Exchange on a Socket: it writes w from inside the read of the
+// answer, after rc has cleared the socket's readiness, so the answer's
+// arrival wakes the read, and the first read is the one that finds it.
+// When the socket's buffer has no room for all of w, it finishes the write
+// as Write does, still holding the write lock, and then reads.
+func (s *Socket) exchange(w, r []byte) (int, error) {
 	if len(w) == 0 {
 		return s.Read(r)
 	}
@@ -78,35 +75,39 @@ func (s *Socket) Exchange(w, r []byte) (int, error) {
 	releaseIO()
 	s.wmu.Lock()
 	s.rmu.Lock()
-	s.wbuf, s.wn, s.werr, s.sent = w, 0, nil, false
+	s.wbuf, s.wn, s.werr = w, 0, nil
 	s.rbuf = r
 	err := s.rc.Read(s.exchangeFD)
-	wn, werr, n, rerr := s.wn, s.werr, s.rn, s.rerr
-	s.wbuf, s.wn, s.werr, s.sent = nil, 0, nil, false
+	n, rerr := s.rn, s.rerr
 	s.rbuf, s.rn, s.rerr = nil, 0, nil
 	s.rmu.Unlock()
+	var werr error
+	full := err == nil && s.werr == nil && s.wn < len(w)
+	switch {
+	case s.werr != nil:
+		werr = s.opError("write", s.werr)
+	case full:
+		werr = s.finishWrite()
+	}
+	s.wbuf, s.wn, s.werr = nil, 0, nil
 	s.wmu.Unlock()
 	switch {
 	case werr != nil:
-		return 0, s.opError("write", werr)
-	case wn < len(w) && err == nil:
-		if _, err := s.Write(w[wn:]); err != nil {
-			return 0, err
-		}
+		return 0, werr
+	case full:
 		return s.Read(r)
 	}
 	return s.readResult(n, err, rerr)
 }
 
-// exchangeOnce writes wbuf on its first call and, when all of it went out,
-// asks rc to park until the answer comes; later calls read it (readOnce).
-// A write that fails or finds the buffer full ends the exchange, for
-// Exchange to finish.
+// exchangeOnce writes wbuf until it is all out, and then reads the answer
+// (readOnce). When all of it went out it asks rc to park until the answer
+// comes; a write that fails or finds the buffer full ends the exchange,
+// for exchange to finish.
 func (s *Socket) exchangeOnce(fd uintptr) bool {
-	if s.sent {
+	if s.wn == len(s.wbuf) {
 		return s.readOnce(fd)
 	}
-	s.sent = true
 	s.writeAll(fd)
 	return s.werr != nil || s.wn < len(s.wbuf)
 }
@@ -150,17 +151,22 @@ func (s *Socket) Write(b []byte) (int, error) {
 	releaseIO()
 	s.wmu.Lock()
 	s.wbuf, s.wn, s.werr = b, 0, nil
-	err := s.rc.Write(s.writeFD)
-	n, werr := s.wn, s.werr
+	err := s.finishWrite()
+	n := s.wn
 	s.wbuf, s.wn, s.werr = nil, 0, nil
 	s.wmu.Unlock()
-	switch {
-	case err != nil:
-		err = plainOp(err, "write")
-	case werr != nil:
-		err = s.opError("write", werr)
-	}
 	return n, err
+}
+
+// finishWrite writes what is left of wbuf, waiting for room; wmu is held.
+func (s *Socket) finishWrite() error {
+	if err := s.rc.Write(s.writeFD); err != nil {
+		return plainOp(err, "write")
+	}
+	if s.werr != nil {
+		return s.opError("write", s.werr)
+	}
+	return nil
 }
 
 // plainOp names the net package's error of a raw read or write (closed,
